@@ -1,0 +1,227 @@
+#include "common/mysql_pool.h"
+
+#include <cppconn/connection.h>
+#include <cppconn/exception.h>
+#include <cppconn/statement.h>
+#include <mysql_driver.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+
+namespace crm {
+namespace {
+
+// MySQL client and server error numbers that the mapping below names.
+constexpr int kErrorLockWaitTimeout = 1205;
+constexpr int kErrorDeadlock = 1213;
+constexpr int kErrorDuplicateKey = 1062;
+constexpr int kErrorDataTooLong = 1406;
+constexpr int kErrorQueryInterrupted = 1317;
+constexpr int kErrorStatementTimeout = 1969;  // MariaDB max_statement_time
+constexpr int kErrorConnectFailed = 2002;
+constexpr int kErrorConnectHostFailed = 2003;
+constexpr int kErrorServerGone = 2006;
+constexpr int kErrorServerLost = 2013;
+constexpr int kErrorServerLostExtended = 2055;
+
+constexpr int kTransactionAttempts = 3;
+
+bool IsConnectionLost(int code) {
+  return code == kErrorServerGone || code == kErrorServerLost || code == kErrorServerLostExtended ||
+         code == kErrorConnectFailed || code == kErrorConnectHostFailed;
+}
+
+}  // namespace
+
+absl::Status StatusFromSqlException(const sql::SQLException& error, absl::string_view operation) {
+  int code = error.getErrorCode();
+  std::string message = absl::StrCat(operation, " failed: MySQL error ", code, " (", error.getSQLState(), ")");
+  if (IsConnectionLost(code)) return absl::UnavailableError(absl::StrCat(message, ": database unreachable"));
+  switch (code) {
+    case kErrorDuplicateKey:
+      return absl::AlreadyExistsError(message);
+    case kErrorDeadlock:
+    case kErrorLockWaitTimeout:
+      return absl::AbortedError(absl::StrCat(message, ": conflicting concurrent transaction"));
+    case kErrorQueryInterrupted:
+    case kErrorStatementTimeout:
+      return absl::DeadlineExceededError(message);
+    case kErrorDataTooLong:
+      return absl::InvalidArgumentError(absl::StrCat(message, ": value too long"));
+    default:
+      return absl::InternalError(absl::StrCat(message, ": ", error.what()));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<MysqlPool>> MysqlPool::Create(const MysqlOptions& options) {
+  if (options.pool_size < 1) return absl::InvalidArgumentError("database pool size must be at least 1");
+  sql::Driver* driver = nullptr;
+  try {
+    driver = sql::mysql::get_mysql_driver_instance();
+  } catch (const sql::SQLException& error) {
+    return StatusFromSqlException(error, "loading the MySQL driver");
+  }
+  std::unique_ptr<MysqlPool> pool(new MysqlPool(options, driver));
+  absl::StatusOr<std::unique_ptr<sql::Connection>> first = pool->Connect();
+  if (!first.ok()) return first.status();
+  absl::MutexLock lock(&pool->mu_);
+  pool->idle_.push_back(Slot{*std::move(first), absl::Now()});
+  pool->open_ = 1;
+  return pool;
+}
+
+MysqlPool::MysqlPool(const MysqlOptions& options, sql::Driver* driver)
+    : options_(options), driver_(driver) {}
+
+MysqlPool::~MysqlPool() = default;
+
+absl::StatusOr<std::unique_ptr<sql::Connection>> MysqlPool::Connect() {
+  sql::ConnectOptionsMap properties;
+  if (!options_.socket.empty()) {
+    properties["socket"] = options_.socket;
+    properties["hostName"] = std::string("localhost");
+  } else {
+    properties["hostName"] = options_.host;
+    properties["port"] = options_.port;
+  }
+  properties["userName"] = options_.user;
+  properties["password"] = options_.password;
+  properties["schema"] = options_.database;
+  properties["OPT_RECONNECT"] = false;
+  properties["OPT_CHARSET_NAME"] = std::string("utf8mb4");
+  properties["OPT_CONNECT_TIMEOUT"] = static_cast<int>(absl::ToInt64Seconds(options_.connect_timeout));
+  properties["OPT_READ_TIMEOUT"] = static_cast<int>(absl::ToInt64Seconds(options_.io_timeout));
+  properties["OPT_WRITE_TIMEOUT"] = static_cast<int>(absl::ToInt64Seconds(options_.io_timeout));
+  try {
+    std::unique_ptr<sql::Connection> connection(driver_->connect(properties));
+    std::unique_ptr<sql::Statement> statement(connection->createStatement());
+    // Timestamps are stored and compared in UTC; strict mode rejects values
+    // that would otherwise be truncated without an error.
+    statement->execute("SET time_zone = '+00:00', sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ENGINE_SUBSTITUTION'");
+    return connection;
+  } catch (const sql::SQLException& error) {
+    spdlog::warn("database connect to {} failed: MySQL error {}",
+                 options_.socket.empty() ? absl::StrCat(options_.host, ":", options_.port) : options_.socket,
+                 error.getErrorCode());
+    absl::Status status = StatusFromSqlException(error, "connecting to the database");
+    if (!absl::IsUnavailable(status)) status = absl::UnavailableError(status.message());
+    return status;
+  }
+}
+
+absl::StatusOr<MysqlPool::Slot> MysqlPool::Acquire() {
+  {
+    absl::MutexLock lock(&mu_);
+    auto can_proceed = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !idle_.empty() || open_ < options_.pool_size;
+    };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&can_proceed), options_.acquire_timeout)) {
+      return absl::UnavailableError(absl::StrCat("no free database connection within ",
+                                                 absl::FormatDuration(options_.acquire_timeout)));
+    }
+    if (!idle_.empty()) {
+      Slot slot = std::move(idle_.back());
+      idle_.pop_back();
+      mu_.Unlock();
+      bool valid = true;
+      if (absl::Now() - slot.last_used > options_.validate_after_idle) {
+        try {
+          valid = slot.connection->isValid();
+        } catch (const sql::SQLException&) {
+          valid = false;
+        }
+      }
+      mu_.Lock();
+      if (valid) return slot;
+      spdlog::info("replacing idle database connection that failed its health check");
+      --open_;
+    }
+    ++open_;  // Reserve a place for the connection opened below.
+  }
+  absl::StatusOr<std::unique_ptr<sql::Connection>> connection = Connect();
+  if (!connection.ok()) {
+    absl::MutexLock lock(&mu_);
+    --open_;
+    return connection.status();
+  }
+  return Slot{*std::move(connection), absl::Now()};
+}
+
+void MysqlPool::Release(Slot slot, bool broken) {
+  if (broken) slot.connection.reset();  // Close outside the lock.
+  absl::MutexLock lock(&mu_);
+  if (broken) {
+    --open_;
+    return;
+  }
+  slot.last_used = absl::Now();
+  idle_.push_back(std::move(slot));
+}
+
+absl::Status MysqlPool::RunOnce(absl::string_view operation, bool transaction,
+                                absl::FunctionRef<absl::Status(sql::Connection&)> body,
+                                bool* conflict) {
+  *conflict = false;
+  absl::StatusOr<Slot> slot = Acquire();
+  if (!slot.ok()) return slot.status();
+  sql::Connection& connection = *slot->connection;
+  bool broken = false;
+  absl::Status status;
+  try {
+    if (transaction) connection.setAutoCommit(false);
+    status = body(connection);
+    if (transaction) {
+      if (status.ok()) {
+        connection.commit();
+      } else {
+        connection.rollback();
+      }
+      connection.setAutoCommit(true);
+    }
+  } catch (const sql::SQLException& error) {
+    status = StatusFromSqlException(error, operation);
+    broken = IsConnectionLost(error.getErrorCode());
+    *conflict = error.getErrorCode() == kErrorDeadlock || error.getErrorCode() == kErrorLockWaitTimeout;
+    if (transaction && !broken) {
+      try {
+        connection.rollback();
+        connection.setAutoCommit(true);
+      } catch (const sql::SQLException&) {
+        broken = true;
+      }
+    }
+    if (broken) spdlog::warn("{}: database connection lost; it will be replaced", operation);
+  }
+  Release(*std::move(slot), broken);
+  return status;
+}
+
+absl::Status MysqlPool::Run(absl::string_view operation,
+                            absl::FunctionRef<absl::Status(sql::Connection&)> body) {
+  bool conflict = false;
+  return RunOnce(operation, /*transaction=*/false, body, &conflict);
+}
+
+absl::Status MysqlPool::RunInTransaction(absl::string_view operation,
+                                         absl::FunctionRef<absl::Status(sql::Connection&)> body) {
+  absl::Status status;
+  for (int attempt = 1; attempt <= kTransactionAttempts; ++attempt) {
+    bool conflict = false;
+    status = RunOnce(operation, /*transaction=*/true, body, &conflict);
+    if (!conflict) return status;
+    spdlog::info("{}: retrying after transaction conflict (attempt {} of {})", operation, attempt,
+                 kTransactionAttempts);
+  }
+  return status;
+}
+
+bool MysqlPool::IsReachable() {
+  absl::Status status = Run("database health check", [](sql::Connection& connection) {
+    std::unique_ptr<sql::Statement> statement(connection.createStatement());
+    statement->execute("SELECT 1");
+    return absl::OkStatus();
+  });
+  return status.ok();
+}
+
+}  // namespace crm

@@ -1,0 +1,107 @@
+// A bounded pool of MySQL Connector/C++ connections, and the one place that
+// turns sql::SQLException into absl::Status.
+//
+// Connector facts this pool relies on: one thread uses a connection and its
+// statements at a time, so a connection is leased to one caller; automatic
+// reconnect stays off, because a silent reconnect drops prepared statements
+// and rolls back the open transaction; a connection that reports a lost
+// server (errors 2006, 2013) is closed and replaced on the next lease.
+// Create() must run in main() before other threads use the driver, because
+// the driver's initialisation is not thread-safe.
+#ifndef CRM_COMMON_MYSQL_POOL_H_
+#define CRM_COMMON_MYSQL_POOL_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace sql {
+class Connection;
+class Driver;
+class SQLException;
+}  // namespace sql
+
+namespace crm {
+
+struct MysqlOptions {
+  std::string host = "127.0.0.1";
+  int port = 3306;
+  // When set, connects through this unix socket instead of host and port.
+  std::string socket;
+  std::string user;
+  std::string password;
+  std::string database;
+  int pool_size = 8;
+  absl::Duration connect_timeout = absl::Seconds(5);
+  // Bounds one statement's round trip, so a dead server fails calls instead
+  // of hanging them.
+  absl::Duration io_timeout = absl::Seconds(30);
+  // How long a caller waits for a free connection before UNAVAILABLE.
+  absl::Duration acquire_timeout = absl::Seconds(5);
+  // A connection idle for longer is pinged before it is leased again.
+  absl::Duration validate_after_idle = absl::Seconds(30);
+};
+
+// Maps a connector exception to a canonical status. `operation` names what
+// failed, for the message; the SQL text and bound values are never included.
+absl::Status StatusFromSqlException(const sql::SQLException& error, absl::string_view operation);
+
+class MysqlPool {
+ public:
+  // Loads the driver and opens one connection to prove the settings work.
+  static absl::StatusOr<std::unique_ptr<MysqlPool>> Create(const MysqlOptions& options);
+
+  ~MysqlPool();
+  MysqlPool(const MysqlPool&) = delete;
+  MysqlPool& operator=(const MysqlPool&) = delete;
+
+  // Runs `body` on a leased connection in autocommit mode. An exception from
+  // the connector becomes a status; a lost connection is replaced.
+  absl::Status Run(absl::string_view operation, absl::FunctionRef<absl::Status(sql::Connection&)> body);
+
+  // Like Run, inside one transaction: committed when `body` returns OK,
+  // rolled back otherwise. Deadlocks and lock wait timeouts are retried up
+  // to three times, so `body` must be safe to run again.
+  absl::Status RunInTransaction(absl::string_view operation,
+                                absl::FunctionRef<absl::Status(sql::Connection&)> body);
+
+  // Whether the database answers a ping now; for health checks.
+  bool IsReachable();
+
+  const MysqlOptions& options() const { return options_; }
+
+ private:
+  struct Slot {
+    std::unique_ptr<sql::Connection> connection;
+    absl::Time last_used;
+  };
+
+  MysqlPool(const MysqlOptions& options, sql::Driver* driver);
+
+  absl::StatusOr<std::unique_ptr<sql::Connection>> Connect();
+  absl::StatusOr<Slot> Acquire();
+  void Release(Slot slot, bool broken);
+  // Sets *conflict when the connector reported a deadlock or lock wait
+  // timeout, which a new attempt may not meet.
+  absl::Status RunOnce(absl::string_view operation, bool transaction,
+                       absl::FunctionRef<absl::Status(sql::Connection&)> body, bool* conflict);
+
+  const MysqlOptions options_;
+  sql::Driver* const driver_;
+
+  absl::Mutex mu_;
+  std::vector<Slot> idle_ ABSL_GUARDED_BY(mu_);
+  // Connections leased out or idle; never above options_.pool_size.
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace crm
+
+#endif  // CRM_COMMON_MYSQL_POOL_H_

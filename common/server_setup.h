@@ -1,0 +1,41 @@
+// Start-up and shutdown steps that both servers share: flags with
+// environment fallback, logging, signal handling and the standard gRPC
+// health and reflection services.
+#ifndef CRM_COMMON_SERVER_SETUP_H_
+#define CRM_COMMON_SERVER_SETUP_H_
+
+#include <grpcpp/server.h>
+
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/time/time.h"
+
+namespace crm {
+
+// Sets each flag that is not on the command line from the environment
+// variable CRM_<FLAG NAME IN UPPER CASE>, then parses the command line, which
+// wins. Exits with a message naming the variable when its value is invalid.
+void ParseFlagsWithEnvironment(int argc, char** argv, absl::string_view usage);
+
+// Configures the default spdlog logger: one line per event on stderr,
+// ISO 8601 UTC time, the given level ("trace" ... "error", "off"). Returns
+// false for an unknown level.
+bool ConfigureLogging(const std::string& level);
+
+// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts
+// later, so that WaitForShutdownSignal can receive them. Call first in main.
+void BlockShutdownSignals();
+
+// Waits for SIGTERM or SIGINT, then stops `server` gracefully: health turns
+// NOT_SERVING, new calls are refused, calls in flight get up to `grace` to
+// finish before they are cancelled.
+void WaitForShutdownSignal(grpc::Server& server, absl::Duration grace);
+
+// Enables the grpc.health.v1 and server reflection services; call before
+// building any server.
+void EnableHealthAndReflection();
+
+}  // namespace crm
+
+#endif  // CRM_COMMON_SERVER_SETUP_H_
