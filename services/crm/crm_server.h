@@ -1,0 +1,62 @@
+// A running CRM server: CrmService with health and reflection, its worker
+// pool and its connection to the auth service. main() and the integration
+// tests start it the same way.
+#ifndef CRM_SERVICES_CRM_CRM_SERVER_H_
+#define CRM_SERVICES_CRM_CRM_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/mysql_pool.h"
+#include "common/worker_pool.h"
+#include "services/crm/crm_service.h"
+#include "services/crm/record_store.h"
+#include "services/crm/token_checker.h"
+
+namespace crm::data {
+
+struct CrmServerOptions {
+  // Address to listen on, such as "127.0.0.1:50052"; port 0 picks a free one.
+  std::string listen_address = "127.0.0.1:50052";
+  // gRPC target of the auth server's TokenService, such as
+  // "127.0.0.1:50051" or "dns:///auth.crm.svc:50051" (round robin over all
+  // addresses the name resolves to).
+  std::string auth_target = "127.0.0.1:50051";
+  int worker_threads = 16;
+  size_t max_queued_requests = 1024;
+  // Cap on one remote token check, below the caller's own deadline.
+  absl::Duration token_check_timeout = absl::Seconds(2);
+  std::string page_token_key;
+};
+
+class CrmServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<CrmServer>> Start(const CrmServerOptions& options, MysqlPool* pool);
+
+  ~CrmServer();
+
+  int port() const { return port_; }
+  grpc::Server& server() { return *server_; }
+
+  // Stops accepting calls and waits up to `grace` for calls in flight.
+  void Shutdown(absl::Duration grace = absl::Seconds(5));
+
+ private:
+  CrmServer() = default;
+
+  std::unique_ptr<RecordStore> store_;
+  std::unique_ptr<TokenChecker> token_checker_;
+  std::unique_ptr<WorkerPool> workers_;
+  std::unique_ptr<CrmServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace crm::data
+
+#endif  // CRM_SERVICES_CRM_CRM_SERVER_H_

@@ -1,0 +1,268 @@
+#include "services/crm/crm_service.h"
+
+#include <grpcpp/support/proto_buffer_reader.h>
+
+#include <cstdlib>
+#include <memory>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "common/text.h"
+#include "crm/data/v1/annotations.pb.h"
+#include "crm/data/v1/crm_service.pb.h"
+#include "google/protobuf/message.h"
+
+namespace crm::data {
+namespace {
+
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::MessageFactory;
+using google::protobuf::MethodDescriptor;
+
+struct StandardMethodName {
+  absl::string_view prefix;
+  StandardMethod standard_method;
+  crm::auth::v1::Action action;
+};
+
+constexpr StandardMethodName kStandardMethods[] = {
+    {"Create", StandardMethod::kCreate, crm::auth::v1::ACTION_CREATE},
+    {"Get", StandardMethod::kGet, crm::auth::v1::ACTION_READ},
+    {"List", StandardMethod::kList, crm::auth::v1::ACTION_READ},
+    {"Update", StandardMethod::kUpdate, crm::auth::v1::ACTION_UPDATE},
+    {"Delete", StandardMethod::kDelete, crm::auth::v1::ACTION_DELETE},
+};
+
+const FieldDescriptor* Field(const Message& message, absl::string_view name) {
+  return message.GetDescriptor()->FindFieldByName(std::string(name));
+}
+
+// The first field of a request or response: the resource for Create, Update
+// and every response but Delete's; the repeated resource for List.
+const FieldDescriptor* ResourceField(const Message& message) { return message.GetDescriptor()->field(0); }
+
+void SerializeToByteBuffer(const Message& message, grpc::ByteBuffer* out) {
+  std::string bytes = message.SerializeAsString();
+  grpc::Slice slice(std::move(bytes));
+  *out = grpc::ByteBuffer(&slice, 1);
+}
+
+// Clears id, create_time and update_time, which callers may not set.
+void ClearOutputOnlyFields(Message* resource) {
+  for (absl::string_view name : {kIdField, kCreateTimeField, kUpdateTimeField}) {
+    resource->GetReflection()->ClearField(resource, Field(*resource, name));
+  }
+}
+
+}  // namespace
+
+// One call in flight: kept alive by shared_ptr until the reactor finishes.
+struct CrmServiceImpl::Call {
+  const MethodSpec* spec;
+  grpc::CallbackServerContext* context;
+  grpc::ServerUnaryReactor* reactor;
+  const grpc::ByteBuffer* request_bytes;
+  grpc::ByteBuffer* response_bytes;
+  absl::Time start;
+  absl::Time deadline;
+  Claims claims;
+
+  void Finish(const absl::Status& status) {
+    grpc::Status grpc_status = ToGrpcStatus(status);
+    double latency_ms = absl::ToDoubleMilliseconds(absl::Now() - start);
+    if (status.ok() || claims.organization_id != 0) {
+      spdlog::info("rpc method={} code={} latency_ms={:.3f} organization_id={} app_id={} peer={}", spec->path,
+                   StatusCodeName(grpc_status.error_code()), latency_ms, claims.organization_id, claims.app_id,
+                   context->peer());
+    } else {
+      spdlog::info("rpc method={} code={} latency_ms={:.3f} peer={} error=\"{}\"", spec->path,
+                   StatusCodeName(grpc_status.error_code()), latency_ms, context->peer(), status.message());
+    }
+    reactor->Finish(grpc_status);
+  }
+};
+
+absl::StatusOr<MethodSpec> SpecForMethod(const MethodDescriptor* method) {
+  MethodSpec spec;
+  spec.method = method;
+  spec.path = absl::StrCat("/", method->service()->full_name(), "/", method->name());
+
+  int scope_count = method->options().ExtensionSize(crm::data::v1::required_scopes);
+  if (scope_count == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(method->full_name(), " declares no required_scopes"));
+  }
+  for (int i = 0; i < scope_count; ++i) {
+    const crm::auth::v1::Scope& scope = method->options().GetExtension(crm::data::v1::required_scopes, i);
+    if (scope.module() == crm::auth::v1::MODULE_UNSPECIFIED || scope.action() == crm::auth::v1::ACTION_UNSPECIFIED) {
+      return absl::InvalidArgumentError(absl::StrCat(method->full_name(), " declares an unspecified scope"));
+    }
+    spec.required_scopes |= ScopeBit(scope.module(), scope.action());
+  }
+
+  const crm::auth::v1::Scope& primary = method->options().GetExtension(crm::data::v1::required_scopes, 0);
+  spec.schema = SchemaForModule(primary.module());
+  for (const StandardMethodName& name : kStandardMethods) {
+    if (!absl::StartsWith(method->name(), name.prefix)) continue;
+    if (primary.action() != name.action) {
+      return absl::InvalidArgumentError(absl::StrCat(method->full_name(), " is a ", name.prefix,
+                                                     " method but its first required scope has another action"));
+    }
+    spec.standard_method = name.standard_method;
+    return spec;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(method->full_name(), " is not a standard method"));
+}
+
+CrmServiceImpl::CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers)
+    : store_(store), token_checker_(token_checker), workers_(workers) {
+  const google::protobuf::ServiceDescriptor* service =
+      crm::data::v1::CreateLeadRequest::descriptor()->file()->FindServiceByName("CrmService");
+  specs_.reserve(service->method_count());
+  for (int i = 0; i < service->method_count(); ++i) {
+    absl::StatusOr<MethodSpec> spec = SpecForMethod(service->method(i));
+    if (!spec.ok()) {
+      spdlog::critical("cannot serve CrmService: {}", spec.status().message());
+      std::abort();
+    }
+    specs_.push_back(*std::move(spec));
+  }
+  // The generated base class registers the methods in descriptor order;
+  // replacing each with a raw handler routes every one through Handle().
+  for (int i = 0; i < service->method_count(); ++i) {
+    MarkMethodRawCallback(i, new grpc::internal::CallbackUnaryHandler<grpc::ByteBuffer, grpc::ByteBuffer>(
+                                 [this, i](grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+                                           grpc::ByteBuffer* response) {
+                                   return Handle(specs_[i], context, request, response);
+                                 }));
+  }
+}
+
+grpc::ServerUnaryReactor* CrmServiceImpl::Handle(const MethodSpec& spec, grpc::CallbackServerContext* context,
+                                                 const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+  auto call = std::make_shared<Call>();
+  call->spec = &spec;
+  call->context = context;
+  call->reactor = context->DefaultReactor();
+  call->request_bytes = request;
+  call->response_bytes = response;
+  call->start = absl::Now();
+  call->deadline = absl::FromChrono(context->deadline());
+
+  std::string token;
+  auto header = context->client_metadata().find("authorization");
+  absl::string_view credential;
+  absl::Status bearer = ParseBearer(
+      header == context->client_metadata().end() ? absl::string_view()
+                                                 : absl::string_view(header->second.data(), header->second.size()),
+      &credential);
+  if (!bearer.ok()) {
+    call->Finish(bearer);
+    return call->reactor;
+  }
+  token = std::string(credential);
+  grpc::ServerUnaryReactor* reactor = call->reactor;
+  token_checker_->Check(token, call->deadline,
+                        [this, call](absl::StatusOr<Claims> claims) { Authorize(call, std::move(claims)); });
+  return reactor;
+}
+
+void CrmServiceImpl::Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims> claims) {
+  if (!claims.ok()) {
+    call->Finish(claims.status());
+    return;
+  }
+  call->claims = *claims;
+  ScopeMask missing = call->spec->required_scopes & ~claims->scopes;
+  if (missing != 0) {
+    google::protobuf::RepeatedPtrField<crm::auth::v1::Scope> names;
+    ScopeMaskToProto(missing, &names);
+    std::string list;
+    for (const crm::auth::v1::Scope& scope : names) {
+      absl::StrAppend(&list, list.empty() ? "" : ", ", ScopeName(scope.module(), scope.action()));
+    }
+    call->Finish(absl::PermissionDeniedError(
+        absl::StrCat("the app's token lacks scope ", list, " needed by ", call->spec->method->name())));
+    return;
+  }
+  bool queued = workers_->TrySubmit([this, call] {
+    if (call->context->IsCancelled()) {
+      call->Finish(absl::CancelledError("the caller cancelled the call"));
+      return;
+    }
+    if (absl::Now() >= call->deadline) {
+      call->Finish(absl::DeadlineExceededError("deadline passed while the call waited for a worker"));
+      return;
+    }
+    call->Finish(Execute(*call));
+  });
+  if (!queued) {
+    call->Finish(absl::ResourceExhaustedError("server is at its request limit; retry with backoff"));
+  }
+}
+
+absl::Status CrmServiceImpl::Execute(Call& call) {
+  const MethodSpec& spec = *call.spec;
+  MessageFactory* factory = MessageFactory::generated_factory();
+  std::unique_ptr<Message> request(factory->GetPrototype(spec.method->input_type())->New());
+  std::unique_ptr<Message> response(factory->GetPrototype(spec.method->output_type())->New());
+
+  grpc::ByteBuffer copy(*call.request_bytes);
+  grpc::ProtoBufferReader reader(&copy);
+  if (!request->ParseFromZeroCopyStream(&reader)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request is not a valid ", spec.method->input_type()->full_name(),
+                     " (strings must be valid UTF-8)"));
+  }
+
+  const ModuleSchema& schema = *spec.schema;
+  const google::protobuf::Reflection* in = request->GetReflection();
+  const google::protobuf::Reflection* out = response->GetReflection();
+  uint64_t organization_id = call.claims.organization_id;
+  absl::Status status;
+  switch (spec.standard_method) {
+    case StandardMethod::kCreate: {
+      if (!in->HasField(*request, ResourceField(*request))) {
+        return absl::InvalidArgumentError(absl::StrCat(ResourceField(*request)->name(), " is required"));
+      }
+      Message* resource = out->MutableMessage(response.get(), ResourceField(*response));
+      resource->CopyFrom(in->GetMessage(*request, ResourceField(*request)));
+      ClearOutputOnlyFields(resource);
+      status = store_->Create(schema, organization_id, resource);
+      break;
+    }
+    case StandardMethod::kGet:
+      status = store_->Get(schema, organization_id, in->GetString(*request, Field(*request, kIdField)),
+                           out->MutableMessage(response.get(), ResourceField(*response)));
+      break;
+    case StandardMethod::kList: {
+      std::string next_page_token;
+      status = store_->List(
+          schema, organization_id, spec.path, in->GetInt32(*request, Field(*request, "page_size")),
+          in->GetString(*request, Field(*request, "page_token")),
+          [&] { return out->AddMessage(response.get(), ResourceField(*response)); }, &next_page_token);
+      out->SetString(response.get(), Field(*response, "next_page_token"), next_page_token);
+      break;
+    }
+    case StandardMethod::kUpdate: {
+      if (!in->HasField(*request, ResourceField(*request))) {
+        return absl::InvalidArgumentError(absl::StrCat(ResourceField(*request)->name(), " is required"));
+      }
+      const auto& mask = static_cast<const google::protobuf::FieldMask&>(
+          in->GetMessage(*request, Field(*request, "update_mask")));
+      status = store_->Update(schema, organization_id, in->GetMessage(*request, ResourceField(*request)), mask,
+                              out->MutableMessage(response.get(), ResourceField(*response)));
+      break;
+    }
+    case StandardMethod::kDelete:
+      status = store_->Delete(schema, organization_id, in->GetString(*request, Field(*request, kIdField)));
+      break;
+  }
+  if (status.ok()) SerializeToByteBuffer(*response, call.response_bytes);
+  return status;
+}
+
+}  // namespace crm::data

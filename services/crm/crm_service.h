@@ -1,0 +1,68 @@
+// The gRPC adapter of CrmService. All 30 methods enter through one handler:
+// the method's descriptor names its standard operation and required scopes,
+// so authorization and storage are written once for every module.
+//
+// Each call: read the bearer token; verify it asynchronously (the gRPC
+// thread is never blocked); reject with UNAUTHENTICATED or PERMISSION_DENIED
+// before the request is even parsed; then run the database work on the
+// bounded worker pool, or answer RESOURCE_EXHAUSTED when its queue is full.
+#ifndef CRM_SERVICES_CRM_CRM_SERVICE_H_
+#define CRM_SERVICES_CRM_CRM_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/scopes.h"
+#include "common/worker_pool.h"
+#include "crm/data/v1/crm_service.grpc.pb.h"
+#include "google/protobuf/descriptor.h"
+#include "services/crm/record_schema.h"
+#include "services/crm/record_store.h"
+#include "services/crm/token_checker.h"
+
+namespace crm::data {
+
+enum class StandardMethod { kCreate, kGet, kList, kUpdate, kDelete };
+
+// What the handler needs to know about one CrmService method, read from its
+// descriptor.
+struct MethodSpec {
+  const google::protobuf::MethodDescriptor* method = nullptr;
+  StandardMethod standard_method = StandardMethod::kGet;
+  const ModuleSchema* schema = nullptr;
+  ScopeMask required_scopes = 0;
+  // "/crm.data.v1.CrmService/GetLead", for logs.
+  std::string path;
+};
+
+// Builds the spec of `method`. INVALID_ARGUMENT when the method declares no
+// required scope, or its name or scopes do not fit a standard method of one
+// module.
+absl::StatusOr<MethodSpec> SpecForMethod(const google::protobuf::MethodDescriptor* method);
+
+class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
+ public:
+  // Aborts when a method's spec cannot be built, so a proto change that
+  // forgets a scope cannot start serving.
+  CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers);
+
+ private:
+  struct Call;
+
+  grpc::ServerUnaryReactor* Handle(const MethodSpec& spec, grpc::CallbackServerContext* context,
+                                   const grpc::ByteBuffer* request, grpc::ByteBuffer* response);
+  void Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims> claims);
+  absl::Status Execute(Call& call);
+
+  RecordStore* const store_;
+  TokenChecker* const token_checker_;
+  WorkerPool* const workers_;
+  std::vector<MethodSpec> specs_;
+};
+
+}  // namespace crm::data
+
+#endif  // CRM_SERVICES_CRM_CRM_SERVICE_H_

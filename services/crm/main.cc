@@ -1,0 +1,70 @@
+// crm_server: serves CrmService. Wiring only; see crm_server.h.
+#include <cstdlib>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "common/database_flags.h"
+#include "common/logging.h"
+#include "common/migrations.h"
+#include "common/secrets.h"
+#include "common/server_setup.h"
+#include "services/crm/crm_server.h"
+#include "services/crm/migrations.h"
+
+ABSL_FLAG(std::string, listen_host, "127.0.0.1", "Address to listen on; 0.0.0.0 for every interface");
+ABSL_FLAG(int, port, 50052, "TCP port of CrmService; 0 picks a free port");
+ABSL_FLAG(std::string, auth_target, "127.0.0.1:50051",
+          "gRPC target of the auth server, e.g. 127.0.0.1:50051 or dns:///auth:50051 (round robin)");
+ABSL_FLAG(int, worker_threads, 16, "Threads that run database work");
+ABSL_FLAG(int, max_queued_requests, 1024, "Calls that may wait for a worker before RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, shutdown_grace_seconds, 10, "Seconds that calls in flight get to finish after SIGTERM");
+
+namespace {
+
+int Fail(const absl::Status& status, absl::string_view step) {
+  std::cerr << "crm_server: " << step << ": " << status.message() << "\n";
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  crm::BlockShutdownSignals();
+  crm::ParseFlagsWithEnvironment(argc, argv, "crm_server: serves crm.data.v1.CrmService. Flags also read CRM_<FLAG>.");
+  if (!crm::ConfigureLogging(absl::GetFlag(FLAGS_log_level))) {
+    std::cerr << "crm_server: invalid --log_level " << absl::GetFlag(FLAGS_log_level) << "\n";
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_worker_threads) < 1 || absl::GetFlag(FLAGS_max_queued_requests) < 1) {
+    std::cerr << "crm_server: --worker_threads and --max_queued_requests must be at least 1\n";
+    return 2;
+  }
+
+  absl::StatusOr<crm::Secrets> secrets = crm::LoadSecrets(absl::GetFlag(FLAGS_key_file));
+  if (!secrets.ok()) return Fail(secrets.status(), "loading secrets");
+
+  crm::MysqlOptions database = crm::MysqlOptionsFromFlags("crm_data");
+  absl::StatusOr<std::unique_ptr<crm::MysqlPool>> pool = crm::MysqlPool::Create(database);
+  if (!pool.ok()) return Fail(pool.status(), "connecting to the database");
+  if (absl::Status status = crm::ApplyMigrations(**pool, crm::data::kMigrationLockName, crm::data::Migrations());
+      !status.ok()) {
+    return Fail(status, "applying schema migrations");
+  }
+
+  crm::data::CrmServerOptions options;
+  options.listen_address = absl::StrCat(absl::GetFlag(FLAGS_listen_host), ":", absl::GetFlag(FLAGS_port));
+  options.auth_target = absl::GetFlag(FLAGS_auth_target);
+  options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  options.max_queued_requests = static_cast<size_t>(absl::GetFlag(FLAGS_max_queued_requests));
+  options.page_token_key = secrets->page_token_key;
+  absl::StatusOr<std::unique_ptr<crm::data::CrmServer>> server = crm::data::CrmServer::Start(options, pool->get());
+  if (!server.ok()) return Fail(server.status(), "starting the server");
+
+  spdlog::info("crm server listening on {}:{} (database {}, auth service {})", absl::GetFlag(FLAGS_listen_host),
+               (*server)->port(), database.database, options.auth_target);
+  crm::WaitForShutdownSignal((*server)->server(), absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
+  (*server)->Shutdown(absl::ZeroDuration());
+  spdlog::info("crm server stopped");
+  return 0;
+}

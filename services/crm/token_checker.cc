@@ -1,0 +1,63 @@
+#include "services/crm/token_checker.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/token.h"
+
+namespace crm::data {
+namespace {
+
+// State of one remote check, alive until its callback has run.
+struct PendingCheck {
+  grpc::ClientContext context;
+  crm::auth::v1::CheckTokenRequest request;
+  crm::auth::v1::CheckTokenResponse response;
+  TokenChecker::Callback done;
+};
+
+absl::StatusOr<Claims> ClaimsFromResponse(const crm::auth::v1::CheckTokenResponse& response) {
+  Claims claims;
+  if (!absl::SimpleAtoi(response.organization_id(), &claims.organization_id) ||
+      !absl::SimpleAtoi(response.app_id(), &claims.app_id)) {
+    return absl::InternalError("auth service returned malformed ids");
+  }
+  absl::StatusOr<ScopeMask> scopes = ScopeMaskFromProto(response.scopes());
+  if (!scopes.ok()) return absl::InternalError("auth service returned invalid scopes");
+  claims.scopes = *scopes;
+  return claims;
+}
+
+}  // namespace
+
+RemoteTokenChecker::RemoteTokenChecker(std::shared_ptr<grpc::Channel> channel, absl::Duration max_check_time)
+    : stub_(crm::auth::v1::TokenService::NewStub(std::move(channel))), max_check_time_(max_check_time) {}
+
+void RemoteTokenChecker::Check(const std::string& token, absl::Time deadline, Callback done) {
+  // A malformed token or one with a bad checksum never costs a remote call.
+  if (absl::Status format = ValidateTokenFormat(TokenKind::kAppToken, token); !format.ok()) {
+    done(format);
+    return;
+  }
+  auto pending = std::make_shared<PendingCheck>();
+  pending->request.set_token(token);
+  pending->done = std::move(done);
+  pending->context.set_deadline(absl::ToChronoTime(std::min(deadline, absl::Now() + max_check_time_)));
+  stub_->async()->CheckToken(&pending->context, &pending->request, &pending->response,
+                             [pending](grpc::Status status) {
+                               if (status.ok()) {
+                                 pending->done(ClaimsFromResponse(pending->response));
+                                 return;
+                               }
+                               if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+                                 pending->done(absl::UnauthenticatedError(status.error_message()));
+                                 return;
+                               }
+                               spdlog::warn("token check failed: auth service returned {} ({})",
+                                            static_cast<int>(status.error_code()), status.error_message());
+                               pending->done(absl::UnavailableError(
+                                   "cannot verify the access token: auth service unavailable; retry later"));
+                             });
+}
+
+}  // namespace crm::data

@@ -1,0 +1,56 @@
+// Verification of the access tokens that CrmService callers present. The
+// CRM server asks the auth server's TokenService; the answer is the caller's
+// organization, app and granted scopes.
+#ifndef CRM_SERVICES_CRM_TOKEN_CHECKER_H_
+#define CRM_SERVICES_CRM_TOKEN_CHECKER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/scopes.h"
+#include "crm/auth/v1/token_service.grpc.pb.h"
+
+namespace crm::data {
+
+// What a verified token grants.
+struct Claims {
+  uint64_t organization_id = 0;
+  uint64_t app_id = 0;
+  ScopeMask scopes = 0;
+};
+
+class TokenChecker {
+ public:
+  using Callback = std::function<void(absl::StatusOr<Claims>)>;
+
+  virtual ~TokenChecker() = default;
+
+  // Verifies `token` and calls `done` exactly once, possibly on another
+  // thread, with the claims, UNAUTHENTICATED for a token that does not
+  // verify, or UNAVAILABLE when the verdict cannot be had by `deadline`.
+  virtual void Check(const std::string& token, absl::Time deadline, Callback done) = 0;
+};
+
+// Asks TokenService.CheckToken over `channel` for every check, without
+// blocking the calling thread.
+class RemoteTokenChecker : public TokenChecker {
+ public:
+  // `max_check_time` caps each remote check below the caller's own deadline.
+  RemoteTokenChecker(std::shared_ptr<grpc::Channel> channel, absl::Duration max_check_time);
+
+  void Check(const std::string& token, absl::Time deadline, Callback done) override;
+
+ private:
+  std::unique_ptr<crm::auth::v1::TokenService::Stub> stub_;
+  const absl::Duration max_check_time_;
+};
+
+}  // namespace crm::data
+
+#endif  // CRM_SERVICES_CRM_TOKEN_CHECKER_H_

@@ -1,0 +1,168 @@
+#include "tests/integration/test_stack.h"
+
+#include <cppconn/connection.h>
+#include <cppconn/statement.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "common/crypto.h"
+#include "common/migrations.h"
+#include "gtest/gtest.h"
+#include "services/auth/migrations.h"
+#include "services/crm/migrations.h"
+
+namespace crm::testing {
+namespace {
+
+MysqlOptions DatabaseOptions(const std::string& database) {
+  MysqlOptions options;
+  const char* socket = std::getenv("CRM_TEST_DB_SOCKET");
+  options.socket = socket == nullptr ? "" : socket;
+  options.user = "root";
+  options.database = database;
+  options.pool_size = 32;
+  return options;
+}
+
+absl::Status Execute(MysqlPool& pool, const std::string& sql) {
+  return pool.Run("test setup", [&](sql::Connection& connection) {
+    std::unique_ptr<sql::Statement> statement(connection.createStatement());
+    statement->execute(sql);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start() {
+  if (std::getenv("CRM_TEST_DB_SOCKET") == nullptr) {
+    return absl::FailedPreconditionError(
+        "CRM_TEST_DB_SOCKET is not set; run the integration tests through ctest, which starts MariaDB");
+  }
+  std::unique_ptr<TestStack> stack(new TestStack());
+  static std::atomic<int> counter{0};
+  std::string suffix = absl::StrCat(getpid(), "_", counter++);
+  stack->auth_database_ = absl::StrCat("test_auth_", suffix);
+  stack->data_database_ = absl::StrCat("test_data_", suffix);
+
+  absl::StatusOr<std::unique_ptr<MysqlPool>> root = MysqlPool::Create(DatabaseOptions(""));
+  if (!root.ok()) return root.status();
+  stack->root_pool_ = *std::move(root);
+  for (const std::string& database : {stack->auth_database_, stack->data_database_}) {
+    if (absl::Status status = Execute(*stack->root_pool_, absl::StrCat("CREATE DATABASE ", database));
+        !status.ok()) {
+      return status;
+    }
+  }
+
+  absl::StatusOr<std::unique_ptr<MysqlPool>> auth_pool = MysqlPool::Create(DatabaseOptions(stack->auth_database_));
+  if (!auth_pool.ok()) return auth_pool.status();
+  stack->auth_pool_ = *std::move(auth_pool);
+  absl::StatusOr<std::unique_ptr<MysqlPool>> data_pool = MysqlPool::Create(DatabaseOptions(stack->data_database_));
+  if (!data_pool.ok()) return data_pool.status();
+  stack->data_pool_ = *std::move(data_pool);
+  if (absl::Status status =
+          ApplyMigrations(*stack->auth_pool_, crm::auth::kMigrationLockName, crm::auth::Migrations());
+      !status.ok()) {
+    return status;
+  }
+  if (absl::Status status =
+          ApplyMigrations(*stack->data_pool_, crm::data::kMigrationLockName, crm::data::Migrations());
+      !status.ok()) {
+    return status;
+  }
+
+  stack->secrets_.token_encryption_key = RandomBytes(kAes256KeyBytes);
+  stack->secrets_.token_encryption_key_id = HexEncode(Sha256(stack->secrets_.token_encryption_key)).substr(0, 8);
+  stack->secrets_.token_hmac_key = RandomBytes(kAes256KeyBytes);
+  stack->secrets_.page_token_key = RandomBytes(kAes256KeyBytes);
+  stack->operator_store_ = std::make_unique<crm::auth::AuthStore>(stack->auth_pool_.get(), stack->secrets_);
+
+  crm::auth::AuthServerOptions auth_options;
+  auth_options.listen_address = "127.0.0.1:0";
+  absl::StatusOr<std::unique_ptr<crm::auth::AuthServer>> auth_server =
+      crm::auth::AuthServer::Start(auth_options, stack->auth_pool_.get(), stack->secrets_);
+  if (!auth_server.ok()) return auth_server.status();
+  stack->auth_server_ = *std::move(auth_server);
+
+  crm::data::CrmServerOptions crm_options;
+  crm_options.listen_address = "127.0.0.1:0";
+  crm_options.auth_target = absl::StrCat("127.0.0.1:", stack->auth_server_->port());
+  crm_options.worker_threads = 8;
+  crm_options.page_token_key = stack->secrets_.page_token_key;
+  absl::StatusOr<std::unique_ptr<crm::data::CrmServer>> crm_server =
+      crm::data::CrmServer::Start(crm_options, stack->data_pool_.get());
+  if (!crm_server.ok()) return crm_server.status();
+  stack->crm_server_ = *std::move(crm_server);
+
+  auto auth_channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", stack->auth_server_->port()),
+                                          grpc::InsecureChannelCredentials());
+  auto crm_channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", stack->crm_server_->port()),
+                                         grpc::InsecureChannelCredentials());
+  stack->apps_ = crm::auth::v1::PrivateAppService::NewStub(auth_channel);
+  stack->crm_ = crm::data::v1::CrmService::NewStub(crm_channel);
+  stack->generic_crm_ = std::make_unique<grpc::GenericStub>(crm_channel);
+  return stack;
+}
+
+TestStack::~TestStack() {
+  if (crm_server_) crm_server_->Shutdown(absl::Seconds(1));
+  if (auth_server_) auth_server_->Shutdown(absl::Seconds(1));
+  crm_server_.reset();
+  auth_server_.reset();
+  operator_store_.reset();
+  auth_pool_.reset();
+  data_pool_.reset();
+  if (root_pool_) {
+    for (const std::string& database : {auth_database_, data_database_}) {
+      if (!database.empty()) Execute(*root_pool_, absl::StrCat("DROP DATABASE IF EXISTS ", database)).IgnoreError();
+    }
+  }
+}
+
+std::string TestStack::NewOrganization(const std::string& display_name) {
+  absl::StatusOr<crm::auth::NewOrganization> organization = operator_store_->CreateOrganization(display_name);
+  EXPECT_TRUE(organization.ok()) << organization.status();
+  return organization.ok() ? organization->admin_key : std::string();
+}
+
+crm::auth::v1::CreatePrivateAppResponse TestStack::NewApp(const std::string& admin_key,
+                                                          const std::vector<crm::auth::v1::Scope>& scopes,
+                                                          const std::string& display_name) {
+  crm::auth::v1::CreatePrivateAppRequest request;
+  request.mutable_private_app()->set_display_name(display_name);
+  for (const crm::auth::v1::Scope& scope : scopes) *request.mutable_private_app()->add_scopes() = scope;
+  crm::auth::v1::CreatePrivateAppResponse response;
+  grpc::Status status = apps_->CreatePrivateApp(WithBearer(admin_key).get(), request, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return response;
+}
+
+std::unique_ptr<grpc::ClientContext> WithBearer(const std::string& credential) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  if (!credential.empty()) context->AddMetadata("authorization", absl::StrCat("Bearer ", credential));
+  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  return context;
+}
+
+crm::auth::v1::Scope MakeScope(crm::auth::v1::Module module, crm::auth::v1::Action action) {
+  crm::auth::v1::Scope scope;
+  scope.set_module(module);
+  scope.set_action(action);
+  return scope;
+}
+
+std::vector<crm::auth::v1::Scope> AllScopes() {
+  std::vector<crm::auth::v1::Scope> scopes;
+  for (int module = crm::auth::v1::MODULE_LEAD; module <= crm::auth::v1::MODULE_MESSAGE; ++module) {
+    for (int action = crm::auth::v1::ACTION_READ; action <= crm::auth::v1::ACTION_DELETE; ++action) {
+      scopes.push_back(MakeScope(static_cast<crm::auth::v1::Module>(module), static_cast<crm::auth::v1::Action>(action)));
+    }
+  }
+  return scopes;
+}
+
+}  // namespace crm::testing
