@@ -29,7 +29,7 @@ sigset_t ShutdownSignals() {
 
 }  // namespace
 
-void ParseFlagsWithEnvironment(int argc, char** argv, absl::string_view usage) {
+std::vector<char*> ParseFlagsWithEnvironment(int argc, char** argv, absl::string_view usage) {
   absl::SetProgramUsageMessage(usage);
   for (const auto& [name, flag] : absl::GetAllFlags()) {
     std::string variable = absl::StrCat("CRM_", absl::AsciiStrToUpper(name));
@@ -41,7 +41,7 @@ void ParseFlagsWithEnvironment(int argc, char** argv, absl::string_view usage) {
       std::exit(2);
     }
   }
-  absl::ParseCommandLine(argc, argv);
+  return absl::ParseCommandLine(argc, argv);
 }
 
 bool ConfigureLogging(const std::string& level) {

@@ -7,6 +7,7 @@
 #include <grpcpp/server.h>
 
 #include <string>
+#include <vector>
 #include "absl/strings/string_view.h"
 
 #include "absl/time/time.h"
@@ -16,7 +17,8 @@ namespace crm {
 // Sets each flag that is not on the command line from the environment
 // variable CRM_<FLAG NAME IN UPPER CASE>, then parses the command line, which
 // wins. Exits with a message naming the variable when its value is invalid.
-void ParseFlagsWithEnvironment(int argc, char** argv, absl::string_view usage);
+// Returns the positional arguments, the program name first.
+std::vector<char*> ParseFlagsWithEnvironment(int argc, char** argv, absl::string_view usage);
 
 // Configures the default spdlog logger: one line per event on stderr,
 // ISO 8601 UTC time, the given level ("trace" ... "error", "off"). Returns

@@ -12,6 +12,7 @@ packages=(
   libabsl-dev libmysqlcppconn-dev libssl-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev
   mariadb-server mariadb-client
+  jq
   nodejs npm
 )
 

@@ -7,18 +7,22 @@
 # socket under build/run/, creates the databases, a database user and a
 # development key file (build/run/keys.txt) when none exists, then runs the
 # auth server on 127.0.0.1:50051 and the CRM server on 127.0.0.1:50052 until
-# Ctrl-C. Ports: RUN_AUTH_PORT and RUN_CRM_PORT. Logs: build/run/*.log.
+# Ctrl-C. Logs: build/run/*.log. Environment overrides: RUN_AUTH_PORT,
+# RUN_CRM_PORT, RUN_STATE_DIR (instead of build/run), RUN_BUILD_DIR (instead
+# of build/) and RUN_SKIP_BUILD=1 (use the binaries already built).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=$root/build
-state=$build/run
+build=${RUN_BUILD_DIR:-$root/build}
+state=${RUN_STATE_DIR:-$build/run}
 auth_port=${RUN_AUTH_PORT:-50051}
 crm_port=${RUN_CRM_PORT:-50052}
 
-"$root/tools/install-deps.sh"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"$(nproc)" --target auth_server crm_server crmctl
+if [[ ${RUN_SKIP_BUILD:-0} != 1 ]]; then
+  "$root/tools/install-deps.sh"
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$build" -j"$(nproc)" --target auth_server crm_server crmctl
+fi
 
 mkdir -p "$state"
 "$root/tools/mariadb.sh" start "$state/mariadb"

@@ -1,0 +1,234 @@
+#include "services/auth/auth_server.h"
+
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include <chrono>
+#include <iterator>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "common/server_setup.h"
+#include "common/text.h"
+
+namespace crm::auth {
+namespace {
+
+// Escapes backslashes, double quotes and control characters, so a message
+// that repeats request text stays on one log line and inside its quotes.
+std::string EscapeForLog(absl::string_view text) {
+  std::string escaped;
+  for (char c : text) {
+    unsigned char byte = static_cast<unsigned char>(c);
+    if (c == '\\' || c == '"') {
+      escaped.push_back('\\');
+      escaped.push_back(c);
+    } else if (byte < 0x20 || byte == 0x7F) {
+      absl::StrAppend(&escaped, "\\x", absl::Hex(byte, absl::kZeroPad2));
+    } else {
+      escaped.push_back(c);
+    }
+  }
+  return escaped;
+}
+
+// Collects what the per-call log line shows and writes it when the call
+// finishes.
+class CallLog {
+ public:
+  CallLog(absl::string_view method, const grpc::ServerContext& context)
+      : method_(method), peer_(context.peer()), start_(absl::Now()) {}
+
+  void set_organization_id(uint64_t id) { organization_id_ = absl::StrCat(id); }
+
+  // Records the app id only when it is a well-formed id, so a request field
+  // never writes arbitrary text into the log.
+  void set_app_id(absl::string_view id) {
+    if (ParseId("id", id).ok()) app_id_ = std::string(id);
+  }
+
+  // Logs the call and returns its status for gRPC.
+  grpc::Status Finish(const absl::Status& status) {
+    grpc::Status result = ToGrpcStatus(status);
+    double latency_ms = absl::ToDoubleMilliseconds(absl::Now() - start_);
+    // Codes that point at the server or the database, not at the caller.
+    bool server_fault = absl::IsInternal(status) || absl::IsUnavailable(status) || absl::IsDataLoss(status) ||
+                        absl::IsUnknown(status) || absl::IsDeadlineExceeded(status);
+    spdlog::log(server_fault ? spdlog::level::warn : spdlog::level::info,
+                "rpc method={} code={} latency_ms={:.2f} organization_id={} app_id={} peer={}{}", method_,
+                StatusCodeName(result.error_code()), latency_ms, organization_id_, app_id_, peer_,
+                status.ok() ? "" : absl::StrCat(" message=\"", EscapeForLog(status.message()), "\""));
+    return result;
+  }
+
+  template <typename Response>
+  grpc::Status Finish(absl::StatusOr<Response> result, Response* response) {
+    if (result.ok()) *response = *std::move(result);
+    return Finish(result.status());
+  }
+
+ private:
+  const absl::string_view method_;
+  const std::string peer_;
+  const absl::Time start_;
+  std::string organization_id_ = "-";
+  std::string app_id_ = "-";
+};
+
+// Returns the organization of the admin key in the call's `authorization`
+// metadata.
+absl::StatusOr<uint64_t> AuthenticateAdmin(const grpc::ServerContext& context, AuthStore& store) {
+  const auto& metadata = context.client_metadata();
+  auto [first, end] = metadata.equal_range("authorization");
+  if (first != end && std::next(first) != end) {
+    return absl::UnauthenticatedError("send exactly one authorization metadata entry");
+  }
+  absl::string_view header =
+      first == end ? absl::string_view() : absl::string_view(first->second.data(), first->second.size());
+  absl::string_view admin_key;
+  absl::Status parsed = ParseBearer(header, &admin_key);
+  if (!parsed.ok()) return parsed;
+  return store.AuthenticateAdminKey(admin_key);
+}
+
+}  // namespace
+
+grpc::Status PrivateAppServiceImpl::CreatePrivateApp(grpc::ServerContext* context,
+                                                     const v1::CreatePrivateAppRequest* request,
+                                                     v1::CreatePrivateAppResponse* response) {
+  CallLog log("PrivateAppService/CreatePrivateApp", *context);
+  absl::StatusOr<uint64_t> organization_id = AuthenticateAdmin(*context, *store_);
+  if (!organization_id.ok()) return log.Finish(organization_id.status());
+  log.set_organization_id(*organization_id);
+
+  absl::StatusOr<v1::CreatePrivateAppResponse> result = store_->CreatePrivateApp(*organization_id, *request);
+  if (result.ok()) log.set_app_id(result->private_app().id());
+  return log.Finish(std::move(result), response);
+}
+
+grpc::Status PrivateAppServiceImpl::GetPrivateApp(grpc::ServerContext* context,
+                                                  const v1::GetPrivateAppRequest* request,
+                                                  v1::GetPrivateAppResponse* response) {
+  CallLog log("PrivateAppService/GetPrivateApp", *context);
+  absl::StatusOr<uint64_t> organization_id = AuthenticateAdmin(*context, *store_);
+  if (!organization_id.ok()) return log.Finish(organization_id.status());
+  log.set_organization_id(*organization_id);
+  log.set_app_id(request->id());
+  return log.Finish(store_->GetPrivateApp(*organization_id, *request), response);
+}
+
+grpc::Status PrivateAppServiceImpl::ListPrivateApps(grpc::ServerContext* context,
+                                                    const v1::ListPrivateAppsRequest* request,
+                                                    v1::ListPrivateAppsResponse* response) {
+  CallLog log("PrivateAppService/ListPrivateApps", *context);
+  absl::StatusOr<uint64_t> organization_id = AuthenticateAdmin(*context, *store_);
+  if (!organization_id.ok()) return log.Finish(organization_id.status());
+  log.set_organization_id(*organization_id);
+  return log.Finish(store_->ListPrivateApps(*organization_id, *request), response);
+}
+
+grpc::Status PrivateAppServiceImpl::UpdatePrivateApp(grpc::ServerContext* context,
+                                                     const v1::UpdatePrivateAppRequest* request,
+                                                     v1::UpdatePrivateAppResponse* response) {
+  CallLog log("PrivateAppService/UpdatePrivateApp", *context);
+  absl::StatusOr<uint64_t> organization_id = AuthenticateAdmin(*context, *store_);
+  if (!organization_id.ok()) return log.Finish(organization_id.status());
+  log.set_organization_id(*organization_id);
+  log.set_app_id(request->private_app().id());
+  return log.Finish(store_->UpdatePrivateApp(*organization_id, *request), response);
+}
+
+grpc::Status PrivateAppServiceImpl::DeletePrivateApp(grpc::ServerContext* context,
+                                                     const v1::DeletePrivateAppRequest* request,
+                                                     v1::DeletePrivateAppResponse* response) {
+  CallLog log("PrivateAppService/DeletePrivateApp", *context);
+  absl::StatusOr<uint64_t> organization_id = AuthenticateAdmin(*context, *store_);
+  if (!organization_id.ok()) return log.Finish(organization_id.status());
+  log.set_organization_id(*organization_id);
+  log.set_app_id(request->id());
+  return log.Finish(store_->DeletePrivateApp(*organization_id, *request), response);
+}
+
+grpc::Status PrivateAppServiceImpl::GetAccessToken(grpc::ServerContext* context,
+                                                   const v1::GetAccessTokenRequest* request,
+                                                   v1::GetAccessTokenResponse* response) {
+  CallLog log("PrivateAppService/GetAccessToken", *context);
+  absl::StatusOr<uint64_t> organization_id = AuthenticateAdmin(*context, *store_);
+  if (!organization_id.ok()) return log.Finish(organization_id.status());
+  log.set_organization_id(*organization_id);
+  log.set_app_id(request->id());
+  return log.Finish(store_->GetAccessToken(*organization_id, *request), response);
+}
+
+grpc::Status PrivateAppServiceImpl::RotateAccessToken(grpc::ServerContext* context,
+                                                      const v1::RotateAccessTokenRequest* request,
+                                                      v1::RotateAccessTokenResponse* response) {
+  CallLog log("PrivateAppService/RotateAccessToken", *context);
+  absl::StatusOr<uint64_t> organization_id = AuthenticateAdmin(*context, *store_);
+  if (!organization_id.ok()) return log.Finish(organization_id.status());
+  log.set_organization_id(*organization_id);
+  log.set_app_id(request->id());
+  return log.Finish(store_->RotateAccessToken(*organization_id, *request), response);
+}
+
+grpc::Status TokenServiceImpl::CheckToken(grpc::ServerContext* context, const v1::CheckTokenRequest* request,
+                                          v1::CheckTokenResponse* response) {
+  CallLog log("TokenService/CheckToken", *context);
+  absl::StatusOr<TokenClaims> claims = store_->CheckToken(request->token());
+  if (!claims.ok()) return log.Finish(claims.status());
+
+  log.set_organization_id(claims->organization_id);
+  log.set_app_id(absl::StrCat(claims->app_id));
+  response->set_organization_id(absl::StrCat(claims->organization_id));
+  response->set_app_id(absl::StrCat(claims->app_id));
+  ScopeMaskToProto(claims->scopes, response->mutable_scopes());
+  return log.Finish(absl::OkStatus());
+}
+
+AuthServer::AuthServer(MysqlPool* pool, const Secrets& secrets, const AuthServerOptions& options)
+    : store_(pool, secrets, options.random, options.clock), private_apps_(&store_), tokens_(&store_) {}
+
+absl::StatusOr<std::unique_ptr<AuthServer>> AuthServer::Start(const AuthServerOptions& options,
+                                                              MysqlPool* pool, const Secrets& secrets) {
+  EnableHealthAndReflection();
+  std::unique_ptr<AuthServer> auth_server(new AuthServer(pool, secrets, options));
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &auth_server->port_);
+  // gRPC sets SO_REUSEPORT by default, which lets a second server bind a
+  // port already in use and share its calls; a clash must fail instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  builder.RegisterService(&auth_server->private_apps_);
+  builder.RegisterService(&auth_server->tokens_);
+  auth_server->server_ = builder.BuildAndStart();
+  if (auth_server->server_ == nullptr || auth_server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address,
+                                               "; is the address valid and the port free?"));
+  }
+
+  if (grpc::HealthCheckServiceInterface* health = auth_server->server_->GetHealthCheckService()) {
+    health->SetServingStatus(v1::PrivateAppService::service_full_name(), true);
+    health->SetServingStatus(v1::TokenService::service_full_name(), true);
+  }
+  return auth_server;
+}
+
+AuthServer::~AuthServer() {
+  if (server_ != nullptr) Shutdown();
+}
+
+void AuthServer::Shutdown(absl::Duration grace) {
+  if (shut_down_.exchange(true)) return;
+  if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
+    health->SetServingStatus(false);
+  }
+  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
+  server_->Wait();
+}
+
+}  // namespace crm::auth

@@ -1,0 +1,118 @@
+// The auth service's core: organizations and their admin keys, private apps
+// and their access tokens, stored in MySQL. It contains no gRPC server types,
+// so tests and the operator CLI call it directly, and the gRPC adapter in
+// auth_server.h only authenticates, calls it and logs.
+//
+// Every app method takes the caller's organization id, which comes from the
+// admin key and never from a request field, and every query filters by it:
+// an app of another organization is NOT_FOUND. Ids are decimal strings in
+// the API. Tokens and admin keys are stored as an HMAC-SHA-256 digest for
+// lookup, and access tokens also as an AES-256-GCM ciphertext so they can be
+// revealed again. No method logs a token or key, and messages show at most
+// TokenHint().
+#ifndef CRM_SERVICES_AUTH_AUTH_STORE_H_
+#define CRM_SERVICES_AUTH_AUTH_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/crypto.h"
+#include "common/mysql_pool.h"
+#include "common/page_token.h"
+#include "common/scopes.h"
+#include "common/secrets.h"
+#include "common/token.h"
+#include "crm/auth/v1/private_app.pb.h"
+
+namespace crm::auth {
+
+// At most this many private apps per organization.
+inline constexpr int kMaxAppsPerOrganization = 20;
+
+// Default and maximum ListPrivateApps page size.
+inline constexpr int kMaxPageSize = 20;
+
+// Source of the current time; tests inject a fixed one.
+using Clock = std::function<absl::Time()>;
+
+// Result of CreateOrganization. The admin key is returned only here.
+struct NewOrganization {
+  uint64_t organization_id = 0;
+  std::string admin_key;
+};
+
+// Claims of a valid access token, as returned by CheckToken.
+struct TokenClaims {
+  uint64_t organization_id = 0;
+  uint64_t app_id = 0;
+  ScopeMask scopes = 0;
+};
+
+class AuthStore {
+ public:
+  // `pool` must outlive the store. `random` issues tokens and admin keys and
+  // must be a CSPRNG outside tests.
+  AuthStore(MysqlPool* pool, Secrets secrets, RandomSource random = RandomBytes, Clock clock = absl::Now);
+
+  // Creates an organization with one admin key. INVALID_ARGUMENT when
+  // display_name is empty, longer than 200 characters, contains control
+  // characters or starts or ends with white space.
+  absl::StatusOr<NewOrganization> CreateOrganization(absl::string_view display_name);
+
+  // Returns the organization of an admin key that exists and is not revoked.
+  // UNAUTHENTICATED otherwise; a key with a bad format or checksum fails
+  // without a database lookup.
+  absl::StatusOr<uint64_t> AuthenticateAdminKey(absl::string_view admin_key);
+
+  // Returns the organization, app and current scopes of a valid access token.
+  // INVALID_ARGUMENT when `token` is empty. UNAUTHENTICATED when it is
+  // malformed (no database lookup), unknown, rotated away or its app deleted.
+  absl::StatusOr<TokenClaims> CheckToken(absl::string_view token);
+
+  // The PrivateAppService methods, with the codes listed in
+  // proto/crm/auth/v1/private_app.proto. CreatePrivateApp returns
+  // FAILED_PRECONDITION once the organization has kMaxAppsPerOrganization
+  // apps, also under concurrent calls.
+  absl::StatusOr<v1::CreatePrivateAppResponse> CreatePrivateApp(uint64_t organization_id,
+                                                                const v1::CreatePrivateAppRequest& request);
+  absl::StatusOr<v1::GetPrivateAppResponse> GetPrivateApp(uint64_t organization_id,
+                                                          const v1::GetPrivateAppRequest& request);
+  // Pages hold up to page_size apps, fewer when their logos would make the
+  // response larger than about 3 MiB, so that clients with gRPC's default
+  // 4 MiB receive limit can read every page.
+  absl::StatusOr<v1::ListPrivateAppsResponse> ListPrivateApps(uint64_t organization_id,
+                                                              const v1::ListPrivateAppsRequest& request);
+  absl::StatusOr<v1::UpdatePrivateAppResponse> UpdatePrivateApp(uint64_t organization_id,
+                                                                const v1::UpdatePrivateAppRequest& request);
+  absl::StatusOr<v1::DeletePrivateAppResponse> DeletePrivateApp(uint64_t organization_id,
+                                                                const v1::DeletePrivateAppRequest& request);
+  // Also FAILED_PRECONDITION when the token was encrypted under another
+  // token_encryption_key than the server's, and DATA_LOSS when the stored
+  // ciphertext fails authentication.
+  absl::StatusOr<v1::GetAccessTokenResponse> GetAccessToken(uint64_t organization_id,
+                                                            const v1::GetAccessTokenRequest& request);
+  // Issues the new token and revokes the old one in one transaction.
+  absl::StatusOr<v1::RotateAccessTokenResponse> RotateAccessToken(
+      uint64_t organization_id, const v1::RotateAccessTokenRequest& request);
+
+ private:
+  std::string ListRequestScope(uint64_t organization_id) const;
+
+  MysqlPool* const pool_;
+  const Secrets secrets_;
+  const RandomSource random_;
+  const Clock clock_;
+  const PageTokenCodec page_tokens_;
+};
+
+// Parses an id from the API: a positive decimal integer without sign,
+// leading zeros or white space. INVALID_ARGUMENT naming `field` otherwise.
+absl::StatusOr<uint64_t> ParseId(absl::string_view field, absl::string_view value);
+
+}  // namespace crm::auth
+
+#endif  // CRM_SERVICES_AUTH_AUTH_STORE_H_
