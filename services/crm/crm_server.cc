@@ -17,15 +17,27 @@ absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptio
       grpc::CreateCustomChannel(options.auth_target, grpc::InsecureChannelCredentials(), channel_arguments);
 
   server->store_ = std::make_unique<RecordStore>(pool, PageTokenCodec(options.page_token_key));
-  server->token_checker_ = std::make_unique<RemoteTokenChecker>(auth_channel, options.token_check_timeout);
+  server->remote_checker_ = std::make_unique<RemoteTokenChecker>(auth_channel, options.token_check_timeout);
+  TokenChecker* checker = server->remote_checker_.get();
+  server->token_cache_ = std::make_unique<TokenCache>(options.token_cache);
+  if (options.token_cache_enabled) {
+    server->watcher_ = std::make_unique<InvalidationWatcher>(auth_channel, server->token_cache_.get(),
+                                                             options.invalidation_watcher);
+    server->caching_checker_ = std::make_unique<CachingTokenChecker>(
+        checker, server->token_cache_.get(), [watcher = server->watcher_.get()] { return watcher->IsCurrent(); });
+    checker = server->caching_checker_.get();
+    server->watcher_->Start();
+  }
   server->workers_ = std::make_unique<WorkerPool>(options.worker_threads, options.max_queued_requests);
-  server->service_ =
-      std::make_unique<CrmServiceImpl>(server->store_.get(), server->token_checker_.get(), server->workers_.get());
+  server->service_ = std::make_unique<CrmServiceImpl>(server->store_.get(), checker, server->workers_.get());
+  server->status_service_ = std::make_unique<CrmStatusServiceImpl>(
+      server->token_cache_.get(), server->watcher_.get(), server->caching_checker_.get());
 
   EnableHealthAndReflection();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(server->service_.get());
+  builder.RegisterService(server->status_service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
@@ -43,6 +55,24 @@ void CrmServer::Shutdown(absl::Duration grace) {
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   // Joining the workers after the server is down lets queued calls finish.
   workers_.reset();
+  watcher_.reset();
+}
+
+grpc::Status CrmStatusServiceImpl::GetServerStatus(grpc::ServerContext* context,
+                                                   const crm::data::v1::GetServerStatusRequest* request,
+                                                   crm::data::v1::GetServerStatusResponse* response) {
+  if (watcher_ == nullptr) {
+    response->set_watch_state(crm::data::v1::WATCH_STATE_DISCONNECTED);
+    return grpc::Status::OK;
+  }
+  response->set_applied_invalidation_sequence(watcher_->AppliedSequence());
+  response->set_latest_invalidation_sequence(watcher_->LatestSequence());
+  response->set_watch_state(watcher_->State());
+  response->set_cached_tokens(static_cast<int64_t>(cache_->Size()));
+  response->set_cache_bytes(static_cast<int64_t>(cache_->ApproximateBytes()));
+  response->set_cache_hits(checker_->hits());
+  response->set_cache_misses(checker_->misses());
+  return grpc::Status::OK;
 }
 
 }  // namespace crm::data

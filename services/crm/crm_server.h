@@ -13,7 +13,11 @@
 #include "absl/time/time.h"
 #include "common/mysql_pool.h"
 #include "common/worker_pool.h"
+#include "crm/data/v1/status.grpc.pb.h"
+#include "services/crm/caching_token_checker.h"
 #include "services/crm/crm_service.h"
+#include "services/crm/invalidation_watcher.h"
+#include "services/crm/token_cache.h"
 #include "services/crm/record_store.h"
 #include "services/crm/token_checker.h"
 
@@ -23,14 +27,36 @@ struct CrmServerOptions {
   // Address to listen on, such as "127.0.0.1:50052"; port 0 picks a free one.
   std::string listen_address = "127.0.0.1:50052";
   // gRPC target of the auth server's TokenService, such as
-  // "127.0.0.1:50051" or "dns:///auth.crm.svc:50051" (round robin over all
-  // addresses the name resolves to).
+  // "127.0.0.1:50051", "ipv4:127.0.0.1:50051,127.0.0.1:50061" (several
+  // instances) or "dns:///auth.crm.svc:50051" (every address the name
+  // resolves to). Calls are spread round robin over the instances.
   std::string auth_target = "127.0.0.1:50051";
   int worker_threads = 16;
   size_t max_queued_requests = 1024;
   // Cap on one remote token check, below the caller's own deadline.
   absl::Duration token_check_timeout = absl::Seconds(2);
   std::string page_token_key;
+  // When false, every call checks its token with the auth service; for
+  // benchmarks that measure what the cache saves.
+  bool token_cache_enabled = true;
+  TokenCacheOptions token_cache;
+  InvalidationWatcherOptions invalidation_watcher;
+};
+
+// Serves crm.data.v1.CrmStatusService from the cache and watcher state.
+class CrmStatusServiceImpl final : public crm::data::v1::CrmStatusService::Service {
+ public:
+  // `watcher` and `checker` are null when the cache is disabled.
+  CrmStatusServiceImpl(TokenCache* cache, InvalidationWatcher* watcher, CachingTokenChecker* checker)
+      : cache_(cache), watcher_(watcher), checker_(checker) {}
+
+  grpc::Status GetServerStatus(grpc::ServerContext* context, const crm::data::v1::GetServerStatusRequest* request,
+                               crm::data::v1::GetServerStatusResponse* response) override;
+
+ private:
+  TokenCache* const cache_;
+  InvalidationWatcher* const watcher_;
+  CachingTokenChecker* const checker_;
 };
 
 class CrmServer {
@@ -49,7 +75,11 @@ class CrmServer {
   CrmServer() = default;
 
   std::unique_ptr<RecordStore> store_;
-  std::unique_ptr<TokenChecker> token_checker_;
+  std::unique_ptr<TokenChecker> remote_checker_;
+  std::unique_ptr<TokenCache> token_cache_;
+  std::unique_ptr<InvalidationWatcher> watcher_;
+  std::unique_ptr<CachingTokenChecker> caching_checker_;
+  std::unique_ptr<CrmStatusServiceImpl> status_service_;
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<CrmServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -25,6 +25,7 @@ absl::StatusOr<Claims> ClaimsFromResponse(const crm::auth::v1::CheckTokenRespons
   absl::StatusOr<ScopeMask> scopes = ScopeMaskFromProto(response.scopes());
   if (!scopes.ok()) return absl::InternalError("auth service returned invalid scopes");
   claims.scopes = *scopes;
+  claims.invalidation_sequence = response.invalidation_sequence();
   return claims;
 }
 

@@ -23,6 +23,9 @@ struct Claims {
   uint64_t organization_id = 0;
   uint64_t app_id = 0;
   ScopeMask scopes = 0;
+  // The auth service's invalidation sequence when it read the token: the
+  // answer reflects every invalidation up to it.
+  int64_t invalidation_sequence = 0;
 };
 
 class TokenChecker {
