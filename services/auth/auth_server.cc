@@ -18,6 +18,13 @@
 namespace crm::auth {
 namespace {
 
+// Maximum time a change's response waits for this instance's tailer to read
+// the change's log entry and offer it to the open streams. Waiting means
+// that subscribers of this instance usually receive the entry before the
+// caller receives the response. A slow or failing read delays the response
+// by at most this bound, and the entry is still streamed once it is read.
+constexpr absl::Duration kMaxPublishWait = absl::Milliseconds(200);
+
 // Escapes backslashes, double quotes and control characters, so a message
 // that repeats request text stays on one log line and inside its quotes.
 std::string EscapeForLog(absl::string_view text) {
@@ -186,16 +193,75 @@ grpc::Status TokenServiceImpl::CheckToken(grpc::ServerContext* context, const v1
   response->set_organization_id(absl::StrCat(claims->organization_id));
   response->set_app_id(absl::StrCat(claims->app_id));
   ScopeMaskToProto(claims->scopes, response->mutable_scopes());
+  response->set_invalidation_sequence(claims->invalidation_sequence);
   return log.Finish(absl::OkStatus());
 }
 
+grpc::ServerWriteReactor<v1::WatchInvalidationsResponse>* TokenServiceImpl::WatchInvalidations(
+    grpc::CallbackServerContext* context, const v1::WatchInvalidationsRequest* request) {
+  return streams_->Open(context, *request);
+}
+
+namespace {
+
+InvalidationTailerOptions TailerOptions(const AuthServerOptions& options) {
+  InvalidationTailerOptions tailer;
+  tailer.poll_interval = options.invalidation_poll_interval;
+  tailer.window_entries = options.invalidation_window_entries;
+  tailer.retention = options.invalidation_retention;
+  tailer.purge_interval = options.invalidation_purge_interval;
+  tailer.clock = options.clock;
+  return tailer;
+}
+
+absl::Status ValidateInvalidationOptions(const AuthServerOptions& options) {
+  if (options.invalidation_poll_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the invalidation poll interval must be positive, got ",
+                     absl::FormatDuration(options.invalidation_poll_interval)));
+  }
+  if (options.invalidation_heartbeat_interval <= options.invalidation_poll_interval) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the invalidation heartbeat interval (", absl::FormatDuration(options.invalidation_heartbeat_interval),
+        ") must be longer than the poll interval (", absl::FormatDuration(options.invalidation_poll_interval),
+        ")"));
+  }
+  if (options.invalidation_retention <= absl::ZeroDuration() ||
+      options.invalidation_purge_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the invalidation retention and purge interval must be positive, got ",
+                     absl::FormatDuration(options.invalidation_retention), " and ",
+                     absl::FormatDuration(options.invalidation_purge_interval)));
+  }
+  if (options.invalidation_window_entries < 1) {
+    return absl::InvalidArgumentError("the invalidation window must hold at least 1 entry");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 AuthServer::AuthServer(MysqlPool* pool, const Secrets& secrets, const AuthServerOptions& options)
-    : store_(pool, secrets, options.random, options.clock), private_apps_(&store_), tokens_(&store_) {}
+    : store_(pool, secrets, options.random, options.clock,
+             [this](int64_t sequence) {
+               if (!tailer_.WakeAndAwait(sequence, kMaxPublishWait)) {
+                 spdlog::debug("invalidation {} not yet streamed after {}; responding anyway", sequence,
+                               absl::FormatDuration(kMaxPublishWait));
+               }
+             }),
+      tailer_(&store_, TailerOptions(options)),
+      streams_(&store_, &tailer_, options.invalidation_heartbeat_interval),
+      private_apps_(&store_),
+      tokens_(&store_, &streams_) {}
 
 absl::StatusOr<std::unique_ptr<AuthServer>> AuthServer::Start(const AuthServerOptions& options,
                                                               MysqlPool* pool, const Secrets& secrets) {
+  absl::Status valid = ValidateInvalidationOptions(options);
+  if (!valid.ok()) return valid;
   EnableHealthAndReflection();
   std::unique_ptr<AuthServer> auth_server(new AuthServer(pool, secrets, options));
+  AuthServer* started = auth_server.get();
+  started->tailer_.Start([started] { started->streams_.SendDue(); });
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &auth_server->port_);
@@ -227,8 +293,12 @@ void AuthServer::Shutdown(absl::Duration grace) {
   if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
     health->SetServingStatus(false);
   }
+  // Streams never end on their own, so end them first; otherwise the server
+  // would wait the whole grace period and then cancel them.
+  streams_.Shutdown();
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
   server_->Wait();
+  tailer_.Stop();
 }
 
 }  // namespace crm::auth

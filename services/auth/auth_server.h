@@ -7,6 +7,11 @@
 // the core and writes one log line: method, status code, latency, the
 // organization and app ids when known, and the peer. Tokens and keys are
 // never logged. AuthServer reads no flags, so tests start it in-process.
+//
+// WatchInvalidations runs on the callback API (invalidation_stream.h) while
+// the other methods stay synchronous. Each AuthServer tails the shared
+// invalidation log itself (invalidation_tailer.h), so any instance serves
+// any subscriber.
 #ifndef CRM_SERVICES_AUTH_AUTH_SERVER_H_
 #define CRM_SERVICES_AUTH_AUTH_SERVER_H_
 
@@ -24,6 +29,8 @@
 #include "crm/auth/v1/private_app.grpc.pb.h"
 #include "crm/auth/v1/token_service.grpc.pb.h"
 #include "services/auth/auth_store.h"
+#include "services/auth/invalidation_stream.h"
+#include "services/auth/invalidation_tailer.h"
 
 namespace crm::auth {
 
@@ -55,17 +62,20 @@ class PrivateAppServiceImpl final : public v1::PrivateAppService::Service {
   AuthStore* const store_;
 };
 
-// TODO: implement WatchInvalidations; the inherited method returns UNIMPLEMENTED.
-class TokenServiceImpl final : public v1::TokenService::Service {
+class TokenServiceImpl final
+    : public v1::TokenService::WithCallbackMethod_WatchInvalidations<v1::TokenService::Service> {
  public:
-  // `store` must outlive the service.
-  explicit TokenServiceImpl(AuthStore* store) : store_(store) {}
+  // `store` and `streams` must outlive the service.
+  TokenServiceImpl(AuthStore* store, InvalidationStreams* streams) : store_(store), streams_(streams) {}
 
   grpc::Status CheckToken(grpc::ServerContext* context, const v1::CheckTokenRequest* request,
                           v1::CheckTokenResponse* response) override;
+  grpc::ServerWriteReactor<v1::WatchInvalidationsResponse>* WatchInvalidations(
+      grpc::CallbackServerContext* context, const v1::WatchInvalidationsRequest* request) override;
 
  private:
   AuthStore* const store_;
+  InvalidationStreams* const streams_;
 };
 
 struct AuthServerOptions {
@@ -76,6 +86,22 @@ struct AuthServerOptions {
   // inject deterministic ones. Outside tests keep the defaults.
   RandomSource random = RandomBytes;
   Clock clock = absl::Now;
+
+  // Time between reads of the invalidation log. Changes made through this
+  // instance are read at once; other instances' within this interval.
+  absl::Duration invalidation_poll_interval = absl::Milliseconds(20);
+  // WatchInvalidations streams send a message at least this often. Must be
+  // longer than the poll interval and well under the subscribers' timeout
+  // (3 s on the CRM server).
+  absl::Duration invalidation_heartbeat_interval = absl::Seconds(1);
+  // Log entries older than this are purged; a subscriber that resumes from
+  // a purged position gets reset = true.
+  absl::Duration invalidation_retention = absl::Hours(24);
+  // Time between purge passes.
+  absl::Duration invalidation_purge_interval = absl::Minutes(1);
+  // Newest log entries kept in memory; subscribers further behind are
+  // served from the database.
+  size_t invalidation_window_entries = 10000;
 };
 
 // A running auth server. Stops on Shutdown() or destruction.
@@ -83,8 +109,9 @@ class AuthServer {
  public:
   // Builds and starts the server with insecure credentials.
   // TODO: serve TLS (and mTLS for TokenService) once common/ has the TLS setup.
-  // `pool` must outlive the server. Fails with UNAVAILABLE when the address
-  // cannot be bound.
+  // `pool` must outlive the server. Fails with INVALID_ARGUMENT for invalid
+  // invalidation options and with UNAVAILABLE when the address cannot be
+  // bound.
   static absl::StatusOr<std::unique_ptr<AuthServer>> Start(const AuthServerOptions& options, MysqlPool* pool,
                                                            const Secrets& secrets);
 
@@ -96,14 +123,23 @@ class AuthServer {
   int port() const { return port_; }
   grpc::Server& server() { return *server_; }
 
-  // Marks health NOT_SERVING, stops accepting calls and waits up to `grace`
-  // for calls in flight before cancelling them. Safe to call more than once.
+  // Marks health NOT_SERVING, ends every WatchInvalidations stream with
+  // UNAVAILABLE, stops accepting calls and waits up to `grace` for calls in
+  // flight before cancelling them. Safe to call more than once.
   void Shutdown(absl::Duration grace = absl::Seconds(5));
+
+  // Purges the invalidation log now instead of at the next purge interval;
+  // returns how many entries it deleted.
+  absl::StatusOr<int> PurgeInvalidationLog() { return tailer_.PurgeNow(); }
 
  private:
   AuthServer(MysqlPool* pool, const Secrets& secrets, const AuthServerOptions& options);
 
+  // Declared in dependency order: members are destroyed in reverse, so the
+  // streams finish their database reads before the tailer and store go.
   AuthStore store_;
+  InvalidationTailer tailer_;
+  InvalidationStreams streams_;
   PrivateAppServiceImpl private_apps_;
   TokenServiceImpl tokens_;
   std::unique_ptr<grpc::Server> server_;

@@ -175,6 +175,44 @@ void InsertAccessToken(sql::Connection& connection, uint64_t app_id, const Issue
   insert->executeUpdate();
 }
 
+// Appends an invalidation log entry inside the caller's transaction and
+// returns its sequence.
+//
+// Call it after the change's other statements, so that the counter row is
+// the transaction's last lock. Its lock is held until commit, so entries
+// commit in sequence order: a reader that has seen sequence N has seen
+// every entry up to N, and `sequence > N` never misses one that commits
+// later. Taking it last gives every transaction the same lock order (app
+// rows, then the counter), so the counter adds no deadlock. The INSERT after
+// it waits at most for a purge batch, which holds no other lock.
+absl::StatusOr<int64_t> AppendInvalidation(sql::Connection& connection, uint64_t organization_id,
+                                           uint64_t app_id, v1::InvalidationReason reason,
+                                           const std::string& now) {
+  Statement increment =
+      Prepare(connection, "UPDATE invalidation_sequence SET last_sequence = last_sequence + 1 WHERE id = 1");
+  if (increment->executeUpdate() != 1) {
+    return absl::InternalError(
+        "the invalidation_sequence row with id 1 is missing; migration 0002 creates it, so restore it with "
+        "last_sequence set to the highest sequence in invalidation_log");
+  }
+  // A transaction reads its own update, whatever its snapshot.
+  Statement select = Prepare(connection, "SELECT last_sequence FROM invalidation_sequence WHERE id = 1");
+  Rows rows(select->executeQuery());
+  rows->next();
+  int64_t sequence = rows->getInt64(1);
+
+  Statement insert = Prepare(connection,
+                             "INSERT INTO invalidation_log (sequence, app_id, organization_id, reason, create_time)"
+                             " VALUES (?, ?, ?, ?, ?)");
+  insert->setInt64(1, sequence);
+  insert->setUInt64(2, app_id);
+  insert->setUInt64(3, organization_id);
+  insert->setInt(4, reason);
+  insert->setString(5, now);
+  insert->executeUpdate();
+  return sequence;
+}
+
 absl::Status ValidateDisplayName(absl::string_view value) {
   if (value.empty()) return absl::InvalidArgumentError("private_app.display_name is required");
   return ValidateText("private_app.display_name", value,
@@ -216,12 +254,18 @@ absl::StatusOr<uint64_t> ParseId(absl::string_view field, absl::string_view valu
   return id;
 }
 
-AuthStore::AuthStore(MysqlPool* pool, Secrets secrets, RandomSource random, Clock clock)
+AuthStore::AuthStore(MysqlPool* pool, Secrets secrets, RandomSource random, Clock clock,
+                     InvalidationCommitted on_invalidation)
     : pool_(pool),
       secrets_(std::move(secrets)),
       random_(std::move(random)),
       clock_(std::move(clock)),
+      on_invalidation_(std::move(on_invalidation)),
       page_tokens_(secrets_.page_token_key) {}
+
+void AuthStore::NotifyInvalidation(int64_t sequence) const {
+  if (on_invalidation_) on_invalidation_(sequence);
+}
 
 std::string AuthStore::ListRequestScope(uint64_t organization_id) const {
   return absl::StrCat("crm.auth.v1.PrivateAppService/ListPrivateApps organization_id=", organization_id);
@@ -295,18 +339,26 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
   std::string digest = HmacSha256(secrets_.token_hmac_key, token);
   TokenClaims claims;
   absl::Status status = pool_->Run("checking an access token", [&](sql::Connection& connection) {
+    // One statement reads the token, the app and the log's latest sequence
+    // from one InnoDB read view, under REPEATABLE READ and READ COMMITTED
+    // alike, and takes no locks. So the claims reflect every invalidation
+    // up to last_sequence and none after it.
     Statement select = Prepare(connection,
-                               "SELECT t.token_digest, a.organization_id, a.id, a.scope_bits"
-                               " FROM access_tokens t JOIN private_apps a ON a.id = t.app_id"
-                               " WHERE t.token_digest = ? AND t.revoke_time IS NULL");
+                               "SELECT s.last_sequence, t.token_digest, a.organization_id, a.id, a.scope_bits"
+                               " FROM invalidation_sequence s"
+                               " LEFT JOIN (access_tokens t JOIN private_apps a ON a.id = t.app_id)"
+                               " ON t.token_digest = ? AND t.revoke_time IS NULL"
+                               " WHERE s.id = 1");
     select->setString(1, digest);
     Rows rows(select->executeQuery());
-    if (!rows->next() || !ConstantTimeEquals(rows->getString(1).asStdString(), digest)) {
+    if (!rows->next()) return absl::InternalError("the invalidation_sequence row with id 1 is missing");
+    if (rows->isNull(2) || !ConstantTimeEquals(rows->getString(2).asStdString(), digest)) {
       return absl::UnauthenticatedError("unknown access token, or it was rotated or its app deleted");
     }
-    claims.organization_id = rows->getUInt64(2);
-    claims.app_id = rows->getUInt64(3);
-    claims.scopes = rows->getUInt(4);
+    claims.invalidation_sequence = rows->getInt64(1);
+    claims.organization_id = rows->getUInt64(3);
+    claims.app_id = rows->getUInt64(4);
+    claims.scopes = rows->getUInt(5);
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -509,12 +561,18 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(
     scopes = *mask;
   }
   int64_t now_micros = absl::ToUnixMicros(clock_());
+  std::string now = ToDatetime(now_micros);
 
+  // Runs again on a deadlock, so it sets the outputs only at the end.
   AppRow updated;
+  int64_t sequence = 0;
   absl::Status status =
       pool_->RunInTransaction("updating a private app", [&](sql::Connection& connection) -> absl::Status {
         absl::StatusOr<AppRow> row = LoadApp(connection, organization_id, *app_id, /*for_update=*/true);
         if (!row.ok()) return row.status();
+        // Only a different scope set changes what the token grants; a name,
+        // description or logo edit, or the same scopes again, needs no entry.
+        bool scopes_changed = set_scopes && row->scopes != scopes;
         if (set_display_name) row->display_name = input.display_name();
         if (set_description) row->description = input.description();
         if (set_logo) {
@@ -524,7 +582,6 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(
         if (set_scopes) row->scopes = scopes;
         row->update_micros = now_micros;
 
-        // TODO: append an invalidation log entry here (and in Delete and Rotate) and return its sequence.
         Statement update = Prepare(connection,
                                    "UPDATE private_apps SET display_name = ?, description = ?, logo = ?,"
                                    " logo_mime_type = ?, scope_bits = ?, update_time = ?"
@@ -534,17 +591,28 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(
         BindLogo(*update, 3, row->logo);
         update->setString(4, row->logo_mime_type);
         update->setUInt(5, row->scopes);
-        update->setString(6, ToDatetime(now_micros));
+        update->setString(6, now);
         update->setUInt64(7, organization_id);
         update->setUInt64(8, *app_id);
         update->executeUpdate();
+
+        int64_t appended = 0;
+        if (scopes_changed) {
+          absl::StatusOr<int64_t> entry = AppendInvalidation(connection, organization_id, *app_id,
+                                                             v1::INVALIDATION_REASON_SCOPES_CHANGED, now);
+          if (!entry.ok()) return entry.status();
+          appended = *entry;
+        }
         updated = *std::move(row);
+        sequence = appended;
         return absl::OkStatus();
       });
   if (!status.ok()) return status;
+  if (sequence != 0) NotifyInvalidation(sequence);
 
   v1::UpdatePrivateAppResponse response;
   ToProto(updated, response.mutable_private_app());
+  response.set_invalidation_sequence(sequence);
   return response;
 }
 
@@ -553,19 +621,32 @@ absl::StatusOr<v1::DeletePrivateAppResponse> AuthStore::DeletePrivateApp(
   absl::StatusOr<uint64_t> app_id = ParseId("id", request.id());
   if (!app_id.ok()) return app_id.status();
 
-  absl::Status status = pool_->Run("deleting a private app", [&](sql::Connection& connection) {
-    // Deleting the app deletes its tokens too (ON DELETE CASCADE), so the
-    // token stops working with this statement.
-    Statement remove = Prepare(connection, "DELETE FROM private_apps WHERE organization_id = ? AND id = ?");
-    remove->setUInt64(1, organization_id);
-    remove->setUInt64(2, *app_id);
-    if (remove->executeUpdate() == 0) {
-      return absl::NotFoundError(absl::StrCat("private app ", *app_id, " not found"));
-    }
-    return absl::OkStatus();
-  });
+  std::string now = ToDatetime(absl::ToUnixMicros(clock_()));
+
+  int64_t sequence = 0;
+  absl::Status status =
+      pool_->RunInTransaction("deleting a private app", [&](sql::Connection& connection) -> absl::Status {
+        // Deleting the app deletes its tokens too (ON DELETE CASCADE), so the
+        // token stops working when this transaction commits.
+        Statement remove =
+            Prepare(connection, "DELETE FROM private_apps WHERE organization_id = ? AND id = ?");
+        remove->setUInt64(1, organization_id);
+        remove->setUInt64(2, *app_id);
+        if (remove->executeUpdate() == 0) {
+          return absl::NotFoundError(absl::StrCat("private app ", *app_id, " not found"));
+        }
+        absl::StatusOr<int64_t> entry = AppendInvalidation(connection, organization_id, *app_id,
+                                                           v1::INVALIDATION_REASON_APP_DELETED, now);
+        if (!entry.ok()) return entry.status();
+        sequence = *entry;
+        return absl::OkStatus();
+      });
   if (!status.ok()) return status;
-  return v1::DeletePrivateAppResponse();
+  NotifyInvalidation(sequence);
+
+  v1::DeletePrivateAppResponse response;
+  response.set_invalidation_sequence(sequence);
+  return response;
 }
 
 absl::StatusOr<v1::GetAccessTokenResponse> AuthStore::GetAccessToken(
@@ -616,6 +697,7 @@ absl::StatusOr<v1::RotateAccessTokenResponse> AuthStore::RotateAccessToken(
 
   AppRow updated;
   std::string access_token;
+  int64_t sequence = 0;
   absl::Status status =
       pool_->RunInTransaction("rotating an access token", [&](sql::Connection& connection) -> absl::Status {
         // The row lock makes concurrent rotations of one app take turns, so
@@ -638,18 +720,112 @@ absl::StatusOr<v1::RotateAccessTokenResponse> AuthStore::RotateAccessToken(
         touch->setUInt64(2, *app_id);
         touch->executeUpdate();
 
+        absl::StatusOr<int64_t> entry = AppendInvalidation(connection, organization_id, *app_id,
+                                                           v1::INVALIDATION_REASON_TOKEN_ROTATED, now);
+        if (!entry.ok()) return entry.status();
+
         row->token_hint = issued->hint;
         row->update_micros = now_micros;
         updated = *std::move(row);
         access_token = std::move(issued->token);
+        sequence = *entry;
         return absl::OkStatus();
       });
   if (!status.ok()) return status;
+  NotifyInvalidation(sequence);
 
   v1::RotateAccessTokenResponse response;
   response.set_access_token(std::move(access_token));
   ToProto(updated, response.mutable_private_app());
+  response.set_invalidation_sequence(sequence);
   return response;
+}
+
+absl::StatusOr<InvalidationPage> AuthStore::ReadInvalidations(int64_t after_sequence, int max_entries) {
+  InvalidationPage page;
+  absl::Status status = pool_->Run("reading the invalidation log", [&](sql::Connection& connection) {
+    page.entries.clear();
+    // One statement, so the counter and the entries come from one InnoDB
+    // read view. The counter row is the one with a NULL sequence. A UNION
+    // rather than a join lets the entries be read in primary key order
+    // without sorting everything after after_sequence.
+    Statement select = Prepare(connection,
+                               "SELECT last_sequence, NULL, NULL, NULL, NULL FROM invalidation_sequence WHERE id = 1"
+                               " UNION ALL"
+                               " (SELECT NULL, sequence, app_id, organization_id, reason FROM invalidation_log"
+                               " WHERE sequence > ? ORDER BY sequence LIMIT ?)");
+    select->setInt64(1, after_sequence);
+    select->setInt(2, max_entries);
+    Rows rows(select->executeQuery());
+    bool counter_found = false;
+    while (rows->next()) {
+      if (rows->isNull(2)) {
+        counter_found = true;
+        page.last_sequence = rows->getInt64(1);
+        continue;
+      }
+      InvalidationEntry entry;
+      entry.sequence = rows->getInt64(2);
+      entry.app_id = rows->getUInt64(3);
+      entry.organization_id = rows->getUInt64(4);
+      int reason = rows->getInt(5);
+      entry.reason = v1::InvalidationReason_IsValid(reason) ? static_cast<v1::InvalidationReason>(reason)
+                                                            : v1::INVALIDATION_REASON_UNSPECIFIED;
+      page.entries.push_back(entry);
+    }
+    if (!counter_found) return absl::InternalError("the invalidation_sequence row with id 1 is missing");
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  // SQL does not promise the order of a UNION's rows.
+  std::sort(page.entries.begin(), page.entries.end(),
+            [](const InvalidationEntry& a, const InvalidationEntry& b) { return a.sequence < b.sequence; });
+  return page;
+}
+
+absl::StatusOr<int> AuthStore::PurgeInvalidations(absl::Time cutoff, int max_entries) {
+  std::string cutoff_time = ToDatetime(absl::ToUnixMicros(cutoff));
+  int deleted = 0;
+  absl::Status status = pool_->Run("purging the invalidation log", [&](sql::Connection& connection) {
+    // Find the oldest entries up to the first one created at or after the
+    // cutoff. Deleting by sequence keeps the retained entries consecutive
+    // even when clocks of several auth servers disagree a little.
+    Statement select = Prepare(connection,
+                               "SELECT sequence, create_time < ? FROM invalidation_log"
+                               " ORDER BY sequence LIMIT ?");
+    select->setString(1, cutoff_time);
+    select->setInt(2, max_entries);
+    Rows rows(select->executeQuery());
+    int64_t last_expired = 0;
+    while (rows->next() && rows->getBoolean(2)) last_expired = rows->getInt64(1);
+    if (last_expired == 0) {
+      deleted = 0;
+      return absl::OkStatus();
+    }
+
+    // Autocommit, so each batch holds its row locks only briefly.
+    Statement remove = Prepare(connection, "DELETE FROM invalidation_log WHERE sequence <= ?");
+    remove->setInt64(1, last_expired);
+    deleted = remove->executeUpdate();
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return deleted;
+}
+
+absl::StatusOr<int64_t> AuthStore::OldestRetainedInvalidation() {
+  int64_t oldest = 0;
+  absl::Status status = pool_->Run("reading the oldest invalidation", [&](sql::Connection& connection) {
+    Statement select = Prepare(connection,
+                               "SELECT COALESCE((SELECT MIN(sequence) FROM invalidation_log), s.last_sequence + 1)"
+                               " FROM invalidation_sequence s WHERE s.id = 1");
+    Rows rows(select->executeQuery());
+    if (!rows->next()) return absl::InternalError("the invalidation_sequence row with id 1 is missing");
+    oldest = rows->getInt64(1);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return oldest;
 }
 
 }  // namespace crm::auth

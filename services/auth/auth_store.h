@@ -10,12 +10,17 @@
 // lookup, and access tokens also as an AES-256-GCM ciphertext so they can be
 // revealed again. No method logs a token or key, and messages show at most
 // TokenHint().
+//
+// Rotation, deletion and a scope change each append an entry to the
+// invalidation log in the same transaction and return its sequence.
+// CheckToken returns the latest sequence that the returned claims reflect.
 #ifndef CRM_SERVICES_AUTH_AUTH_STORE_H_
 #define CRM_SERVICES_AUTH_AUTH_STORE_H_
 
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -27,6 +32,7 @@
 #include "common/secrets.h"
 #include "common/token.h"
 #include "crm/auth/v1/private_app.pb.h"
+#include "crm/auth/v1/token_service.pb.h"
 
 namespace crm::auth {
 
@@ -50,13 +56,39 @@ struct TokenClaims {
   uint64_t organization_id = 0;
   uint64_t app_id = 0;
   ScopeMask scopes = 0;
+  // The invalidation log's latest sequence in the snapshot the claims were
+  // read from: they reflect every entry up to it and none after.
+  int64_t invalidation_sequence = 0;
 };
+
+// One entry of the invalidation log.
+struct InvalidationEntry {
+  int64_t sequence = 0;
+  uint64_t app_id = 0;
+  uint64_t organization_id = 0;
+  v1::InvalidationReason reason = v1::INVALIDATION_REASON_UNSPECIFIED;
+};
+
+// Invalidation log entries after a position, with the log's latest sequence
+// from the same snapshot.
+struct InvalidationPage {
+  // Consecutive entries in sequence order.
+  std::vector<InvalidationEntry> entries;
+  int64_t last_sequence = 0;
+};
+
+// Called with an entry's sequence once the change that appended it has
+// committed.
+using InvalidationCommitted = std::function<void(int64_t sequence)>;
 
 class AuthStore {
  public:
   // `pool` must outlive the store. `random` issues tokens and admin keys and
-  // must be a CSPRNG outside tests.
-  AuthStore(MysqlPool* pool, Secrets secrets, RandomSource random = RandomBytes, Clock clock = absl::Now);
+  // must be a CSPRNG outside tests. `on_invalidation`, when set, runs on the
+  // calling thread after each change that appended an invalidation log entry
+  // has committed, before the method returns.
+  AuthStore(MysqlPool* pool, Secrets secrets, RandomSource random = RandomBytes, Clock clock = absl::Now,
+            InvalidationCommitted on_invalidation = nullptr);
 
   // Creates an organization with one admin key. INVALID_ARGUMENT when
   // display_name is empty, longer than 200 characters, contains control
@@ -68,7 +100,8 @@ class AuthStore {
   // without a database lookup.
   absl::StatusOr<uint64_t> AuthenticateAdminKey(absl::string_view admin_key);
 
-  // Returns the organization, app and current scopes of a valid access token.
+  // Returns the organization, app and current scopes of a valid access token,
+  // and the invalidation log's latest sequence read in the same snapshot.
   // INVALID_ARGUMENT when `token` is empty. UNAUTHENTICATED when it is
   // malformed (no database lookup), unknown, rotated away or its app deleted.
   absl::StatusOr<TokenClaims> CheckToken(absl::string_view token);
@@ -99,13 +132,31 @@ class AuthStore {
   absl::StatusOr<v1::RotateAccessTokenResponse> RotateAccessToken(
       uint64_t organization_id, const v1::RotateAccessTokenRequest& request);
 
+  // Reads up to `max_entries` invalidation log entries with a sequence above
+  // `after_sequence`, and the latest sequence, in one snapshot. The log has
+  // no gaps, so entries that start above after_sequence + 1, or none while
+  // last_sequence is above after_sequence, mean the purge removed the
+  // entries in between.
+  absl::StatusOr<InvalidationPage> ReadInvalidations(int64_t after_sequence, int max_entries);
+
+  // Deletes up to `max_entries` of the oldest invalidation log entries that
+  // were created before `cutoff`. It stops at the first newer entry, so the
+  // log keeps a gap-free run of sequences. Returns how many were deleted.
+  absl::StatusOr<int> PurgeInvalidations(absl::Time cutoff, int max_entries);
+
+  // Returns the oldest sequence still in the invalidation log, or the latest
+  // sequence + 1 when the log is empty.
+  absl::StatusOr<int64_t> OldestRetainedInvalidation();
+
  private:
   std::string ListRequestScope(uint64_t organization_id) const;
+  void NotifyInvalidation(int64_t sequence) const;
 
   MysqlPool* const pool_;
   const Secrets secrets_;
   const RandomSource random_;
   const Clock clock_;
+  const InvalidationCommitted on_invalidation_;
   const PageTokenCodec page_tokens_;
 };
 

@@ -1,5 +1,6 @@
 // The auth server: PrivateAppService and TokenService over the auth schema.
 // This file only wires flags, secrets, the database pool and the server.
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -20,6 +21,18 @@
 ABSL_FLAG(int, port, 50051, "TCP port for gRPC; 0 picks a free port");
 ABSL_FLAG(std::string, listen_host, "127.0.0.1",
           "Address to listen on, such as 127.0.0.1, ::1 or 0.0.0.0 for every interface");
+ABSL_FLAG(int, invalidation_poll_interval_ms, 20,
+          "Milliseconds between reads of the invalidation log; changes made through this server are read at "
+          "once, other servers' changes within this interval");
+ABSL_FLAG(int, invalidation_heartbeat_interval_ms, 1000,
+          "Maximum milliseconds between two WatchInvalidations messages; must exceed the poll interval and stay "
+          "well under the CRM servers' --invalidation_heartbeat_timeout_ms");
+ABSL_FLAG(int, invalidation_retention_hours, 24,
+          "Hours an invalidation log entry is kept; a subscriber resuming from an older position is reset");
+ABSL_FLAG(int, invalidation_purge_interval_seconds, 60, "Seconds between purges of expired invalidation log entries");
+ABSL_FLAG(int, invalidation_window_entries, 10000,
+          "Newest invalidation log entries kept in memory; subscribers further behind are served from the "
+          "database");
 
 namespace {
 
@@ -29,6 +42,21 @@ constexpr absl::Duration kShutdownGrace = absl::Seconds(10);
 [[noreturn]] void Fail(absl::string_view action, const absl::Status& status) {
   std::cerr << "auth_server: " << action << ": " << status.message() << "\n";
   std::exit(1);
+}
+
+// Waits for SIGTERM or SIGINT, which BlockShutdownSignals() blocked in every
+// thread. crm::WaitForShutdownSignal is not used because it stops the
+// grpc::Server directly, so open WatchInvalidations streams would hold the
+// shutdown for the whole grace period; AuthServer::Shutdown ends them first.
+void WaitForShutdownSignal() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("received {}; draining calls for up to {}", signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
+               absl::FormatDuration(kShutdownGrace));
 }
 
 std::string ListenAddress(const std::string& host, int port) {
@@ -54,6 +82,11 @@ int main(int argc, char** argv) {
     std::cerr << "auth_server: invalid --port " << port << "; use 0 to 65535\n";
     return 1;
   }
+  int window_entries = absl::GetFlag(FLAGS_invalidation_window_entries);
+  if (window_entries < 1) {
+    std::cerr << "auth_server: invalid --invalidation_window_entries " << window_entries << "; use at least 1\n";
+    return 1;
+  }
 
   absl::StatusOr<crm::Secrets> secrets = crm::LoadSecrets(absl::GetFlag(FLAGS_key_file));
   if (!secrets.ok()) Fail("cannot load secrets", secrets.status());
@@ -69,13 +102,20 @@ int main(int argc, char** argv) {
 
   crm::auth::AuthServerOptions options;
   options.listen_address = ListenAddress(absl::GetFlag(FLAGS_listen_host), port);
+  options.invalidation_poll_interval = absl::Milliseconds(absl::GetFlag(FLAGS_invalidation_poll_interval_ms));
+  options.invalidation_heartbeat_interval =
+      absl::Milliseconds(absl::GetFlag(FLAGS_invalidation_heartbeat_interval_ms));
+  options.invalidation_retention = absl::Hours(absl::GetFlag(FLAGS_invalidation_retention_hours));
+  options.invalidation_purge_interval = absl::Seconds(absl::GetFlag(FLAGS_invalidation_purge_interval_seconds));
+  options.invalidation_window_entries = static_cast<size_t>(window_entries);
   absl::StatusOr<std::unique_ptr<crm::auth::AuthServer>> server =
       crm::auth::AuthServer::Start(options, pool->get(), *secrets);
-  if (!server.ok()) Fail("cannot start the gRPC server", server.status());
+  if (!server.ok()) Fail("cannot start the server", server.status());
   spdlog::info("auth server listening on {}, database {}",
                ListenAddress(absl::GetFlag(FLAGS_listen_host), (*server)->port()), database.database);
 
-  crm::WaitForShutdownSignal((*server)->server(), kShutdownGrace);
+  WaitForShutdownSignal();
+  (*server)->Shutdown(kShutdownGrace);
   server->reset();
   spdlog::info("auth server stopped");
   return 0;

@@ -6,8 +6,8 @@
 namespace crm::data {
 namespace {
 
-// A remote answer that raced with an invalidation of the same app is asked
-// again this many times in all before the call fails UNAVAILABLE.
+// Remote checks made in all when each result raced with an invalidation
+// of the same app, before the call fails UNAVAILABLE.
 constexpr int kRemoteAttempts = 2;
 
 }  // namespace
@@ -42,8 +42,8 @@ void CachingTokenChecker::CheckRemotely(const std::string& token, std::string di
                      done(std::move(claims));
                      return;
                    }
-                   // The answer was read before an invalidation of this app
-                   // that is already applied here: it may grant too much.
+                   // The result was read before an invalidation of this app
+                   // that is already applied here, so it may grant too much.
                    if (cache_->IsStale(claims->app_id, claims->invalidation_sequence)) {
                      if (attempts_left > 1) {
                        CheckRemotely(token, std::move(digest), deadline, std::move(done), attempts_left - 1);

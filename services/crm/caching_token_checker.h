@@ -1,6 +1,6 @@
-// A TokenChecker that answers from the TokenCache while the invalidation
-// stream is current, and otherwise asks the auth service (fail closed: a
-// cache that may be stale is never read).
+// A TokenChecker that returns results from the TokenCache while the
+// invalidation stream is current, and otherwise calls the auth service. It
+// fails closed: a cache that may be stale is never read.
 #ifndef CRM_SERVICES_CRM_CACHING_TOKEN_CHECKER_H_
 #define CRM_SERVICES_CRM_CACHING_TOKEN_CHECKER_H_
 

@@ -57,7 +57,7 @@ void InvalidationWatcher::Run() {
   absl::Duration backoff = options_.initial_backoff;
   while (true) {
     if (ReadStream()) backoff = options_.initial_backoff;
-    // Full jitter, so many CRM instances do not reconnect in lockstep.
+    // Jitter, so that many CRM instances do not reconnect in lockstep.
     absl::Duration wait = backoff * std::uniform_real_distribution<double>(0.5, 1.0)(random);
     absl::MutexLock lock(&mu_);
     if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait)) return;

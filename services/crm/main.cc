@@ -19,6 +19,13 @@ ABSL_FLAG(std::string, auth_target, "127.0.0.1:50051",
 ABSL_FLAG(int, worker_threads, 16, "Threads that run database work");
 ABSL_FLAG(int, max_queued_requests, 1024, "Calls that may wait for a worker before RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, shutdown_grace_seconds, 10, "Seconds that calls in flight get to finish after SIGTERM");
+ABSL_FLAG(bool, token_cache, true,
+          "Cache token checks while the invalidation stream is current; false checks every call with the "
+          "auth server (for benchmarks)");
+ABSL_FLAG(int, token_cache_max_entries, 100000, "Maximum cached token checks");
+ABSL_FLAG(int, token_cache_max_age_seconds, 300, "Seconds after which a cached token check is dropped");
+ABSL_FLAG(int, invalidation_heartbeat_timeout_ms, 3000,
+          "Milliseconds without a message on the invalidation stream after which the cache is not used");
 
 namespace {
 
@@ -40,6 +47,12 @@ int main(int argc, char** argv) {
     std::cerr << "crm_server: --worker_threads and --max_queued_requests must be at least 1\n";
     return 2;
   }
+  if (absl::GetFlag(FLAGS_token_cache_max_entries) < 0 || absl::GetFlag(FLAGS_token_cache_max_age_seconds) < 1 ||
+      absl::GetFlag(FLAGS_invalidation_heartbeat_timeout_ms) < 100) {
+    std::cerr << "crm_server: --token_cache_max_entries must be at least 0, --token_cache_max_age_seconds at "
+                 "least 1 and --invalidation_heartbeat_timeout_ms at least 100\n";
+    return 2;
+  }
 
   absl::StatusOr<crm::Secrets> secrets = crm::LoadSecrets(absl::GetFlag(FLAGS_key_file));
   if (!secrets.ok()) return Fail(secrets.status(), "loading secrets");
@@ -58,6 +71,11 @@ int main(int argc, char** argv) {
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   options.max_queued_requests = static_cast<size_t>(absl::GetFlag(FLAGS_max_queued_requests));
   options.page_token_key = secrets->page_token_key;
+  options.token_cache_enabled = absl::GetFlag(FLAGS_token_cache);
+  options.token_cache.max_entries = static_cast<size_t>(absl::GetFlag(FLAGS_token_cache_max_entries));
+  options.token_cache.max_age = absl::Seconds(absl::GetFlag(FLAGS_token_cache_max_age_seconds));
+  options.invalidation_watcher.heartbeat_timeout =
+      absl::Milliseconds(absl::GetFlag(FLAGS_invalidation_heartbeat_timeout_ms));
   absl::StatusOr<std::unique_ptr<crm::data::CrmServer>> server = crm::data::CrmServer::Start(options, pool->get());
   if (!server.ok()) return Fail(server.status(), "starting the server");
 

@@ -47,7 +47,7 @@ bool TokenCache::Insert(const std::string& token_digest, const Claims& claims) {
     insertion_order_.pop_front();
     EraseLocked(oldest);
   }
-  auto [it, inserted] = entries_.insert_or_assign(token_digest, Entry{claims, clock_()});
+  entries_.insert_or_assign(token_digest, Entry{claims, clock_()});
   digests_by_app_[claims.app_id].insert(token_digest);
   insertion_order_.push_back(token_digest);
   // Erased digests stay in the queue until they reach its front; compact

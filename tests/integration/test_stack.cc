@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/crypto.h"
 #include "common/migrations.h"
 #include "gtest/gtest.h"
@@ -37,7 +38,7 @@ absl::Status Execute(MysqlPool& pool, const std::string& sql) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start() {
+absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& options) {
   if (std::getenv("CRM_TEST_DB_SOCKET") == nullptr) {
     return absl::FailedPreconditionError(
         "CRM_TEST_DB_SOCKET is not set; run the integration tests through ctest, which starts MariaDB");
@@ -81,38 +82,45 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start() {
   stack->secrets_.page_token_key = RandomBytes(kAes256KeyBytes);
   stack->operator_store_ = std::make_unique<crm::auth::AuthStore>(stack->auth_pool_.get(), stack->secrets_);
 
-  crm::auth::AuthServerOptions auth_options;
-  auth_options.listen_address = "127.0.0.1:0";
-  absl::StatusOr<std::unique_ptr<crm::auth::AuthServer>> auth_server =
-      crm::auth::AuthServer::Start(auth_options, stack->auth_pool_.get(), stack->secrets_);
-  if (!auth_server.ok()) return auth_server.status();
-  stack->auth_server_ = *std::move(auth_server);
+  std::vector<std::string> auth_addresses;
+  for (int i = 0; i < options.auth_servers; ++i) {
+    crm::auth::AuthServerOptions auth_options;
+    auth_options.listen_address = "127.0.0.1:0";
+    absl::StatusOr<std::unique_ptr<crm::auth::AuthServer>> auth_server =
+        crm::auth::AuthServer::Start(auth_options, stack->auth_pool_.get(), stack->secrets_);
+    if (!auth_server.ok()) return auth_server.status();
+    auth_addresses.push_back(absl::StrCat("127.0.0.1:", (*auth_server)->port()));
+    auto channel = grpc::CreateChannel(auth_addresses.back(), grpc::InsecureChannelCredentials());
+    stack->apps_.push_back(crm::auth::v1::PrivateAppService::NewStub(channel));
+    stack->auth_servers_.push_back(*std::move(auth_server));
+  }
 
-  crm::data::CrmServerOptions crm_options;
-  crm_options.listen_address = "127.0.0.1:0";
-  crm_options.auth_target = absl::StrCat("127.0.0.1:", stack->auth_server_->port());
-  crm_options.worker_threads = 8;
-  crm_options.page_token_key = stack->secrets_.page_token_key;
-  absl::StatusOr<std::unique_ptr<crm::data::CrmServer>> crm_server =
-      crm::data::CrmServer::Start(crm_options, stack->data_pool_.get());
-  if (!crm_server.ok()) return crm_server.status();
-  stack->crm_server_ = *std::move(crm_server);
-
-  auto auth_channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", stack->auth_server_->port()),
-                                          grpc::InsecureChannelCredentials());
-  auto crm_channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", stack->crm_server_->port()),
-                                         grpc::InsecureChannelCredentials());
-  stack->apps_ = crm::auth::v1::PrivateAppService::NewStub(auth_channel);
-  stack->crm_ = crm::data::v1::CrmService::NewStub(crm_channel);
-  stack->generic_crm_ = std::make_unique<grpc::GenericStub>(crm_channel);
+  for (int i = 0; i < options.crm_servers; ++i) {
+    crm::data::CrmServerOptions crm_options;
+    crm_options.listen_address = "127.0.0.1:0";
+    crm_options.auth_target = absl::StrCat("ipv4:", absl::StrJoin(auth_addresses, ","));
+    crm_options.worker_threads = 8;
+    crm_options.page_token_key = stack->secrets_.page_token_key;
+    crm_options.token_cache_enabled = options.token_cache;
+    crm_options.invalidation_watcher.heartbeat_timeout = options.heartbeat_timeout;
+    absl::StatusOr<std::unique_ptr<crm::data::CrmServer>> crm_server =
+        crm::data::CrmServer::Start(crm_options, stack->data_pool_.get());
+    if (!crm_server.ok()) return crm_server.status();
+    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*crm_server)->port()),
+                                       grpc::InsecureChannelCredentials());
+    stack->crm_.push_back(crm::data::v1::CrmService::NewStub(channel));
+    stack->crm_status_.push_back(crm::data::v1::CrmStatusService::NewStub(channel));
+    if (i == 0) stack->generic_crm_ = std::make_unique<grpc::GenericStub>(channel);
+    stack->crm_servers_.push_back(*std::move(crm_server));
+  }
   return stack;
 }
 
 TestStack::~TestStack() {
-  if (crm_server_) crm_server_->Shutdown(absl::Seconds(1));
-  if (auth_server_) auth_server_->Shutdown(absl::Seconds(1));
-  crm_server_.reset();
-  auth_server_.reset();
+  for (auto& server : crm_servers_) server->Shutdown(absl::Seconds(1));
+  for (auto& server : auth_servers_) server->Shutdown(absl::Seconds(1));
+  crm_servers_.clear();
+  auth_servers_.clear();
   operator_store_.reset();
   auth_pool_.reset();
   data_pool_.reset();
@@ -136,9 +144,34 @@ crm::auth::v1::CreatePrivateAppResponse TestStack::NewApp(const std::string& adm
   request.mutable_private_app()->set_display_name(display_name);
   for (const crm::auth::v1::Scope& scope : scopes) *request.mutable_private_app()->add_scopes() = scope;
   crm::auth::v1::CreatePrivateAppResponse response;
-  grpc::Status status = apps_->CreatePrivateApp(WithBearer(admin_key).get(), request, &response);
+  grpc::Status status = apps_[0]->CreatePrivateApp(WithBearer(admin_key).get(), request, &response);
   EXPECT_TRUE(status.ok()) << status.error_message();
   return response;
+}
+
+void TestStack::StopAuthServer(size_t index, absl::Duration grace) { auth_servers_[index]->Shutdown(grace); }
+
+int64_t TestStack::AppliedSequence(size_t index) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  crm::data::v1::GetServerStatusResponse status;
+  if (!crm_status_[index]->GetServerStatus(&context, {}, &status).ok()) return -1;
+  return status.applied_invalidation_sequence();
+}
+
+absl::Duration TestStack::AwaitApplied(int64_t sequence, absl::Duration timeout) {
+  absl::Time start = absl::Now();
+  for (size_t i = 0; i < crm_servers_.size(); ++i) {
+    while (AppliedSequence(i) < sequence) {
+      if (absl::Now() - start > timeout) {
+        ADD_FAILURE() << "CRM server " << i << " did not apply sequence " << sequence << " within "
+                      << absl::FormatDuration(timeout) << " (applied " << AppliedSequence(i) << ")";
+        return absl::Now() - start;
+      }
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+  return absl::Now() - start;
 }
 
 std::unique_ptr<grpc::ClientContext> WithBearer(const std::string& credential) {

@@ -18,15 +18,24 @@
 #include "common/secrets.h"
 #include "crm/auth/v1/private_app.grpc.pb.h"
 #include "crm/data/v1/crm_service.grpc.pb.h"
+#include "crm/data/v1/status.grpc.pb.h"
 #include "services/auth/auth_server.h"
 #include "services/auth/auth_store.h"
 #include "services/crm/crm_server.h"
 
 namespace crm::testing {
 
+struct StackOptions {
+  int auth_servers = 1;
+  // Each CRM server reaches every auth server, round robin.
+  int crm_servers = 1;
+  bool token_cache = true;
+  absl::Duration heartbeat_timeout = absl::Seconds(3);
+};
+
 class TestStack {
  public:
-  static absl::StatusOr<std::unique_ptr<TestStack>> Start();
+  static absl::StatusOr<std::unique_ptr<TestStack>> Start(const StackOptions& options = {});
   ~TestStack();
 
   // Creates an organization and returns its admin key.
@@ -38,14 +47,31 @@ class TestStack {
                                                  const std::vector<crm::auth::v1::Scope>& scopes,
                                                  const std::string& display_name = "Test app");
 
-  crm::auth::v1::PrivateAppService::Stub& apps() { return *apps_; }
-  crm::data::v1::CrmService::Stub& crm() { return *crm_; }
+  // Stubs of the first auth and CRM server, or of server `index`.
+  crm::auth::v1::PrivateAppService::Stub& apps(size_t index = 0) { return *apps_[index]; }
+  crm::data::v1::CrmService::Stub& crm(size_t index = 0) { return *crm_[index]; }
+  crm::data::v1::CrmStatusService::Stub& crm_status(size_t index = 0) { return *crm_status_[index]; }
   grpc::GenericStub& generic_crm() { return *generic_crm_; }
   MysqlPool& auth_pool() { return *auth_pool_; }
   MysqlPool& data_pool() { return *data_pool_; }
+  const Secrets& secrets() const { return secrets_; }
 
-  int auth_port() const { return auth_server_->port(); }
-  int crm_port() const { return crm_server_->port(); }
+  crm::auth::AuthServer& auth_server(size_t index = 0) { return *auth_servers_[index]; }
+  crm::data::CrmServer& crm_server(size_t index = 0) { return *crm_servers_[index]; }
+  int auth_port(size_t index = 0) const { return auth_servers_[index]->port(); }
+  int crm_port(size_t index = 0) const { return crm_servers_[index]->port(); }
+
+  // Stops auth server `index` (calls in flight get `grace`); its stubs
+  // then fail with UNAVAILABLE.
+  void StopAuthServer(size_t index, absl::Duration grace = absl::ZeroDuration());
+
+  // Returns the invalidation sequence CRM server `index` has applied, or -1
+  // when its status cannot be read.
+  int64_t AppliedSequence(size_t index);
+
+  // Waits until every CRM server has applied `sequence`; returns how long
+  // that took, or fails the test after `timeout`.
+  absl::Duration AwaitApplied(int64_t sequence, absl::Duration timeout = absl::Seconds(10));
 
  private:
   TestStack() = default;
@@ -57,10 +83,11 @@ class TestStack {
   std::unique_ptr<MysqlPool> data_pool_;
   Secrets secrets_;
   std::unique_ptr<crm::auth::AuthStore> operator_store_;
-  std::unique_ptr<crm::auth::AuthServer> auth_server_;
-  std::unique_ptr<crm::data::CrmServer> crm_server_;
-  std::unique_ptr<crm::auth::v1::PrivateAppService::Stub> apps_;
-  std::unique_ptr<crm::data::v1::CrmService::Stub> crm_;
+  std::vector<std::unique_ptr<crm::auth::AuthServer>> auth_servers_;
+  std::vector<std::unique_ptr<crm::data::CrmServer>> crm_servers_;
+  std::vector<std::unique_ptr<crm::auth::v1::PrivateAppService::Stub>> apps_;
+  std::vector<std::unique_ptr<crm::data::v1::CrmService::Stub>> crm_;
+  std::vector<std::unique_ptr<crm::data::v1::CrmStatusService::Stub>> crm_status_;
   std::unique_ptr<grpc::GenericStub> generic_crm_;
 };
 

@@ -1,6 +1,6 @@
-// The token-check cache and the caching checker: bounds, maximum age,
-// invalidation by app, answers that raced with an invalidation, and fail
-// closed while the invalidation stream is not current.
+// Tests of the token-check cache and the caching checker: bounds, maximum
+// age, invalidation by app, results that raced with an invalidation, and
+// fail-closed behaviour while the invalidation stream is not current.
 #include <deque>
 
 #include "common/crypto.h"
@@ -102,7 +102,7 @@ TEST(TokenCache, ForgottenInvalidationsCountAsStale) {
   EXPECT_TRUE(cache.IsStale(999, 1)) << "2 and 3 are forgotten";
 }
 
-// A remote checker that records calls and answers from a queue.
+// A remote checker that records its calls and returns results from a queue.
 class FakeRemote : public TokenChecker {
  public:
   void Check(const std::string& token, absl::Time deadline, Callback done) override {
@@ -149,7 +149,7 @@ TEST(CachingTokenChecker, ChecksLiveWhileDisconnected) {
   remote.answers.push_back(ClaimsFor(7, 0));
   ASSERT_TRUE(CheckNow(checker, token).ok());
 
-  current = false;  // The stream dropped: the cached answer must not be used.
+  current = false;  // The stream dropped, so the cached result must not be used.
   absl::StatusOr<Claims> answer = CheckNow(checker, token);
   EXPECT_EQ(remote.calls, 2);
   EXPECT_EQ(answer.status().code(), absl::StatusCode::kUnavailable) << "auth unreachable fails the call";
