@@ -1,6 +1,6 @@
-// The gRPC adapter of CrmService. All 30 methods enter through one handler:
-// the method's descriptor names its standard operation and required scopes,
-// so authorization and storage are written once for every module.
+// The gRPC adapter of CrmService. All 31 methods enter through one handler:
+// the method's descriptor names its operation and required scopes, so
+// authorization and storage are written once for every module.
 //
 // Each call: read the bearer token; verify it asynchronously (the gRPC
 // thread is never blocked); reject with UNAUTHENTICATED or PERMISSION_DENIED
@@ -25,7 +25,9 @@
 
 namespace crm::data {
 
-enum class StandardMethod { kCreate, kGet, kList, kUpdate, kDelete };
+// The operation of a method: one of the five standard methods of its
+// module, or the custom method ConvertLead.
+enum class StandardMethod { kCreate, kGet, kList, kUpdate, kDelete, kConvertLead };
 
 // What the handler needs to know about one CrmService method, read from its
 // descriptor.
@@ -39,8 +41,8 @@ struct MethodSpec {
 };
 
 // Builds the spec of `method`. INVALID_ARGUMENT when the method declares no
-// required scope, or its name or scopes do not fit a standard method of one
-// module.
+// required scope, or its name or first scope do not fit a standard method
+// of one module or a known custom method.
 absl::StatusOr<MethodSpec> SpecForMethod(const google::protobuf::MethodDescriptor* method);
 
 class CrmServiceImpl final : public crm::data::v1::CrmService::Service {

@@ -53,8 +53,36 @@ FieldKind KindOf(const FieldDescriptor* field, const crm::data::v1::FieldRules& 
   std::abort();
 }
 
-bool IsOutputOnly(const FieldDescriptor* field) {
-  return field->name() == kIdField || field->name() == kCreateTimeField || field->name() == kUpdateTimeField;
+// Whether the store sets the field itself rather than mapping it to a
+// column of the same name.
+bool IsStoreManaged(const FieldDescriptor* field) {
+  return field->name() == kIdField || field->name() == kCreateTimeField || field->name() == kUpdateTimeField ||
+         field->name() == kEtagField;
+}
+
+[[noreturn]] void AbortOnBadRules(const FieldDescriptor* field, absl::string_view problem) {
+  spdlog::critical("field_rules of {} are invalid: {}", field->full_name(), problem);
+  std::abort();
+}
+
+// Resolves and checks the reference declared on `column`, so that a proto
+// mistake stops the server at start-up instead of failing calls.
+void ResolveReference(const Descriptor* resource, ColumnField* column) {
+  const crm::data::v1::Reference& reference = column->rules.reference();
+  if (column->kind != FieldKind::kRecordId) AbortOnBadRules(column->field, "a reference must be a record id");
+  bool has_module = reference.module() != crm::auth::v1::MODULE_UNSPECIFIED;
+  if (has_module == !reference.module_field().empty()) {
+    AbortOnBadRules(column->field, "a reference names either module or module_field");
+  }
+  if (reference.on_delete() == crm::data::v1::DELETE_RULE_UNSPECIFIED) {
+    AbortOnBadRules(column->field, "a reference needs an on_delete rule");
+  }
+  if (has_module) return;
+  const FieldDescriptor* module_field = resource->FindFieldByName(reference.module_field());
+  if (module_field == nullptr || module_field->enum_type() != crm::auth::v1::Module_descriptor()) {
+    AbortOnBadRules(column->field, "module_field must name a crm.auth.v1.Module field");
+  }
+  column->reference_module_field = module_field;
 }
 
 std::vector<ModuleSchema> BuildSchemas() {
@@ -68,21 +96,20 @@ std::vector<ModuleSchema> BuildSchemas() {
   };
   std::vector<ModuleSchema> schemas;
   for (const ModuleTable& table : tables) {
-    ModuleSchema schema{table.module, table.table, table.resource, {}};
+    ModuleSchema schema{table.module, table.table, table.resource, {}, {}};
     for (int i = 0; i < table.resource->field_count(); ++i) {
       const FieldDescriptor* field = table.resource->field(i);
-      if (IsOutputOnly(field)) continue;
       crm::data::v1::FieldRules rules = field->options().GetExtension(crm::data::v1::field_rules);
-      schema.columns.push_back(ColumnField{field, KindOf(field, rules), rules});
+      bool queryable = rules.filterable() || rules.sortable();
+      if (IsStoreManaged(field) && !queryable) continue;
+      ColumnField column{field, KindOf(field, rules), rules};
+      if (rules.has_reference()) ResolveReference(table.resource, &column);
+      if (queryable) schema.queryable.push_back(column);
+      if (!IsStoreManaged(field)) schema.columns.push_back(column);
     }
     schemas.push_back(std::move(schema));
   }
   return schemas;
-}
-
-bool IsValidDate(absl::string_view value) {
-  absl::CivilDay day;
-  return value.size() == 10 && absl::ParseCivilTime(value, &day) && absl::FormatCivilTime(day) == value;
 }
 
 bool IsValidEmail(absl::string_view value) {
@@ -121,7 +148,7 @@ absl::Status ValidateString(const ColumnField& column, absl::string_view value) 
       }
       break;
     case crm::data::v1::FIELD_FORMAT_DATE:
-      if (!IsValidDate(value)) {
+      if (!IsCalendarDate(value)) {
         return absl::InvalidArgumentError(absl::StrCat(name, " must be a calendar date as YYYY-MM-DD"));
       }
       break;
@@ -143,8 +170,27 @@ absl::Status ValidateString(const ColumnField& column, absl::string_view value) 
 
 }  // namespace
 
+bool IsCalendarDate(absl::string_view value) {
+  absl::CivilDay day;
+  return value.size() == 10 && absl::ParseCivilTime(value, &day) && absl::FormatCivilTime(day) == value;
+}
+
+bool IsStorableTime(int64_t seconds) { return seconds >= kMinDatetimeSeconds && seconds <= kMaxDatetimeSeconds; }
+
+bool ColumnField::nullable() const {
+  bool stored_as_null = kind == FieldKind::kDate || kind == FieldKind::kRecordId || kind == FieldKind::kTimestamp;
+  return stored_as_null && !IsStoreManaged(field);
+}
+
 const ColumnField* ModuleSchema::FindColumn(absl::string_view field_name) const {
   for (const ColumnField& column : columns) {
+    if (column.field->name() == field_name) return &column;
+  }
+  return nullptr;
+}
+
+const ColumnField* ModuleSchema::FindQueryable(absl::string_view field_name) const {
+  for (const ColumnField& column : queryable) {
     if (column.field->name() == field_name) return &column;
   }
   return nullptr;
@@ -171,6 +217,19 @@ absl::Status ParseRecordId(absl::string_view field, absl::string_view value, uin
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> CanonicalUuid(absl::string_view field, absl::string_view value) {
+  bool valid = value.size() == 36;
+  for (size_t i = 0; valid && i < value.size(); ++i) {
+    bool hyphen_position = i == 8 || i == 13 || i == 18 || i == 23;
+    valid = hyphen_position ? value[i] == '-' : absl::ascii_isxdigit(static_cast<unsigned char>(value[i]));
+  }
+  if (!valid) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " must be a UUID of 36 characters, such as 7f9c24e5-3b1a-4c8e-9d2f-0a6b5c4d3e21"));
+  }
+  return absl::AsciiStrToLower(value);
+}
+
 absl::Status ValidateResource(const ModuleSchema& schema, const Message& resource) {
   const Reflection* reflection = resource.GetReflection();
   for (const ColumnField& column : schema.columns) {
@@ -182,6 +241,11 @@ absl::Status ValidateResource(const ModuleSchema& schema, const Message& resourc
         std::string scratch;
         const std::string& value = reflection->GetStringReference(resource, field, &scratch);
         if (absl::Status status = ValidateString(column, value); !status.ok()) return status;
+        if (column.reference_module_field != nullptr &&
+            value.empty() != (reflection->GetEnumValue(resource, column.reference_module_field) == 0)) {
+          return absl::InvalidArgumentError(absl::StrCat(column.reference_module_field->name(), " and ",
+                                                         field->name(), " must be set together"));
+        }
         break;
       }
       case FieldKind::kEnum: {
@@ -201,8 +265,7 @@ absl::Status ValidateResource(const ModuleSchema& schema, const Message& resourc
         if (!reflection->HasField(resource, field)) break;
         const auto& timestamp =
             static_cast<const google::protobuf::Timestamp&>(reflection->GetMessage(resource, field));
-        if (timestamp.seconds() < kMinDatetimeSeconds || timestamp.seconds() > kMaxDatetimeSeconds ||
-            timestamp.nanos() < 0 || timestamp.nanos() > 999999999) {
+        if (!IsStorableTime(timestamp.seconds()) || timestamp.nanos() < 0 || timestamp.nanos() > 999999999) {
           return absl::InvalidArgumentError(
               absl::StrCat(field->name(), " must lie between 1000-01-01 and 9999-12-31 UTC"));
         }
@@ -224,6 +287,16 @@ void ApplyCreateDefaults(const ModuleSchema& schema, Message* resource) {
         reflection->SetEnumValue(resource, column.field, type->value(i)->number());
         break;
       }
+    }
+  }
+}
+
+void ClearOutputOnlyFields(Message* resource) {
+  const Descriptor* descriptor = resource->GetDescriptor();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const FieldDescriptor* field = descriptor->field(i);
+    if (field->options().GetExtension(crm::data::v1::field_rules).output_only()) {
+      resource->GetReflection()->ClearField(resource, field);
     }
   }
 }

@@ -1,18 +1,21 @@
 #include "services/crm/record_store.h"
 
 #include <cppconn/connection.h>
-#include <cppconn/datatype.h>
 #include <cppconn/prepared_statement.h>
 #include <cppconn/resultset.h>
 #include <cppconn/statement.h>
 
 #include <memory>
+#include <optional>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "google/protobuf/timestamp.pb.h"
+#include "absl/strings/strip.h"
+#include "services/crm/filter.h"
+#include "services/crm/list_query.h"
+#include "services/crm/record_references.h"
+#include "services/crm/record_rows.h"
 
 namespace crm::data {
 namespace {
@@ -20,152 +23,33 @@ namespace {
 using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 using google::protobuf::Reflection;
-using google::protobuf::Timestamp;
 
-// Timestamps travel as text in both directions, because the legacy
-// connector's getters drop the microseconds of DATETIME(6) columns.
-constexpr char kSqlTimeFormat[] = "%Y-%m-%d %H:%M:%E6S";
-constexpr char kSelectTimeFormat[] = "'%Y-%m-%d %H:%i:%s.%f'";
-
-std::string FormatSqlTime(absl::Time time) { return absl::FormatTime(kSqlTimeFormat, time, absl::UTCTimeZone()); }
-
-std::string SelectTime(absl::string_view column) {
-  return absl::StrCat("DATE_FORMAT(", column, ", ", kSelectTimeFormat, ")");
-}
-
-void SetTimestamp(absl::Time time, Timestamp* out) {
-  int64_t micros = absl::ToUnixMicros(time);
-  int64_t seconds = micros / 1000000;
-  int64_t remainder = micros % 1000000;
-  if (remainder < 0) {
-    remainder += 1000000;
-    --seconds;
-  }
-  out->set_seconds(seconds);
-  out->set_nanos(static_cast<int32_t>(remainder * 1000));
-}
-
-absl::Time FromTimestamp(const Timestamp& timestamp) {
-  return absl::FromUnixSeconds(timestamp.seconds()) + absl::Microseconds(timestamp.nanos() / 1000);
-}
-
-absl::Status ParseSqlTime(absl::string_view text, Timestamp* out) {
-  absl::Time time;
-  std::string error;
-  if (!absl::ParseTime(kSqlTimeFormat, text, absl::UTCTimeZone(), &time, &error)) {
-    return absl::InternalError(absl::StrCat("stored time is not parseable: ", error));
-  }
-  SetTimestamp(time, out);
-  return absl::OkStatus();
-}
-
-// "id, create_time, update_time, <columns...>" in the order ReadRecord expects.
-std::string SelectList(const ModuleSchema& schema) {
-  std::vector<std::string> parts = {"id", SelectTime("create_time"), SelectTime("update_time")};
-  for (const ColumnField& column : schema.columns) {
-    const std::string& name = column.field->name();
-    parts.push_back(column.kind == FieldKind::kTimestamp ? SelectTime(name) : name);
-  }
-  return absl::StrJoin(parts, ", ");
-}
-
-// Binds the writable columns of `resource` to parameters first_index,
-// first_index + 1, ... Returns the next free index.
-int BindColumns(const ModuleSchema& schema, const Message& resource, sql::PreparedStatement* statement,
-                int first_index) {
-  const Reflection* reflection = resource.GetReflection();
-  int index = first_index;
-  for (const ColumnField& column : schema.columns) {
-    const FieldDescriptor* field = column.field;
-    switch (column.kind) {
-      case FieldKind::kText:
-        statement->setString(index, reflection->GetString(resource, field));
-        break;
-      case FieldKind::kDate: {
-        std::string value = reflection->GetString(resource, field);
-        if (value.empty()) {
-          statement->setNull(index, sql::DataType::DATE);
-        } else {
-          statement->setString(index, value);
-        }
-        break;
-      }
-      case FieldKind::kRecordId: {
-        uint64_t id = 0;
-        if (absl::SimpleAtoi(reflection->GetString(resource, field), &id) && id != 0) {
-          statement->setUInt64(index, id);
-        } else {
-          statement->setNull(index, sql::DataType::BIGINT);
-        }
-        break;
-      }
-      case FieldKind::kEnum:
-        statement->setInt(index, reflection->GetEnumValue(resource, field));
-        break;
-      case FieldKind::kInt64:
-        statement->setInt64(index, reflection->GetInt64(resource, field));
-        break;
-      case FieldKind::kTimestamp:
-        if (reflection->HasField(resource, field)) {
-          const auto& timestamp = static_cast<const Timestamp&>(reflection->GetMessage(resource, field));
-          statement->setString(index, FormatSqlTime(FromTimestamp(timestamp)));
-        } else {
-          statement->setNull(index, sql::DataType::TIMESTAMP);
-        }
-        break;
-    }
-    ++index;
-  }
-  return index;
-}
-
-// Reads a row selected with SelectList into `out`.
-absl::Status ReadRecord(const ModuleSchema& schema, sql::ResultSet& row, Message* out) {
-  const Reflection* reflection = out->GetReflection();
-  const google::protobuf::Descriptor* descriptor = out->GetDescriptor();
-  reflection->SetString(out, descriptor->FindFieldByName(std::string(kIdField)), std::to_string(row.getUInt64(1)));
-  for (auto [index, name] : {std::pair{2, kCreateTimeField}, std::pair{3, kUpdateTimeField}}) {
-    Message* time = reflection->MutableMessage(out, descriptor->FindFieldByName(std::string(name)));
-    if (absl::Status status = ParseSqlTime(std::string(row.getString(index)), static_cast<Timestamp*>(time));
-        !status.ok()) {
-      return status;
-    }
-  }
-  int index = 4;
-  for (const ColumnField& column : schema.columns) {
-    const FieldDescriptor* field = column.field;
-    bool is_null = row.isNull(index);
-    switch (column.kind) {
-      case FieldKind::kText:
-      case FieldKind::kDate:
-        reflection->SetString(out, field, is_null ? std::string() : std::string(row.getString(index)));
-        break;
-      case FieldKind::kRecordId:
-        reflection->SetString(out, field, is_null ? std::string() : std::to_string(row.getUInt64(index)));
-        break;
-      case FieldKind::kEnum:
-        reflection->SetEnumValue(out, field, row.getInt(index));
-        break;
-      case FieldKind::kInt64:
-        reflection->SetInt64(out, field, row.getInt64(index));
-        break;
-      case FieldKind::kTimestamp:
-        if (is_null) {
-          reflection->ClearField(out, field);
-        } else if (absl::Status status = ParseSqlTime(std::string(row.getString(index)),
-                                                      static_cast<Timestamp*>(reflection->MutableMessage(out, field)));
-                   !status.ok()) {
-          return status;
-        }
-        break;
-    }
-    ++index;
-  }
-  return absl::OkStatus();
+const FieldDescriptor* Field(const Message& message, absl::string_view name) {
+  return message.GetDescriptor()->FindFieldByName(std::string(name));
 }
 
 absl::Status NotFound(const ModuleSchema& schema, absl::string_view id) {
   return absl::NotFoundError(absl::StrCat(schema.resource->name(), " ", id, " not found"));
+}
+
+absl::Status StaleEtag(const ModuleSchema& schema, absl::string_view id) {
+  return absl::AbortedError(absl::StrCat(schema.resource->name(), " ", id,
+                                         " changed since the etag was read; read it again and retry"));
+}
+
+// Parses a non-empty etag; an empty one yields std::nullopt (no check).
+absl::StatusOr<std::optional<uint64_t>> ParseOptionalEtag(absl::string_view etag) {
+  if (etag.empty()) return std::nullopt;
+  absl::StatusOr<uint64_t> revision = ParseEtag(etag);
+  if (!revision.ok()) return revision.status();
+  return std::optional<uint64_t>(*revision);
+}
+
+// Prefixes a validation error with the record it concerns, for calls that
+// write several records.
+absl::Status InRecord(absl::string_view record, absl::Status status) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(record, ": ", status.message()));
 }
 
 // The writable fields an update changes: the mask's paths, or every field
@@ -175,18 +59,22 @@ absl::Status FieldsToUpdate(const ModuleSchema& schema, const Message& patch,
   if (mask.paths().empty()) {
     const Reflection* reflection = patch.GetReflection();
     for (const ColumnField& column : schema.columns) {
-      if (reflection->HasField(patch, column.field)) fields->push_back(&column);
+      if (!column.rules.output_only() && reflection->HasField(patch, column.field)) fields->push_back(&column);
     }
     return absl::OkStatus();
   }
   for (const std::string& path : mask.paths()) {
-    if (path == kIdField || path == kCreateTimeField || path == kUpdateTimeField) {
-      return absl::InvalidArgumentError(absl::StrCat("update_mask path ", path, " is output only"));
-    }
-    const ColumnField* column = schema.FindColumn(path);
-    if (column == nullptr) {
+    const FieldDescriptor* field = schema.resource->FindFieldByName(path);
+    if (field == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("update_mask path ", path, " is not a field of ", schema.resource->name()));
+    }
+    const ColumnField* column = schema.FindColumn(path);
+    if (column == nullptr || column->rules.output_only()) {
+      return absl::InvalidArgumentError(absl::StrCat("update_mask path ", path, " is output only"));
+    }
+    if (column->rules.immutable()) {
+      return absl::InvalidArgumentError(absl::StrCat("update_mask path ", path, " is immutable: it is set on create"));
     }
     fields->push_back(column);
   }
@@ -217,45 +105,166 @@ void CopyField(const FieldDescriptor* field, const Message& from, Message* to) {
   }
 }
 
+// Reads record `id` into `out` and locks its row until the transaction ends.
+absl::Status LockRecord(sql::Connection& connection, const ModuleSchema& schema, uint64_t organization_id,
+                        uint64_t id, Message* out) {
+  std::unique_ptr<sql::PreparedStatement> select(connection.prepareStatement(
+      absl::StrCat("SELECT ", SelectList(schema), " FROM ", schema.table,
+                   " WHERE organization_id = ? AND id = ? FOR UPDATE")));
+  select->setUInt64(1, organization_id);
+  select->setUInt64(2, id);
+  std::unique_ptr<sql::ResultSet> row(select->executeQuery());
+  if (!row->next()) return NotFound(schema, std::to_string(id));
+  out->Clear();
+  return ReadRecord(schema, *row, out);
+}
+
+// Fails with ABORTED when `expected` is set and differs from the etag of
+// `current`, a record read under lock.
+absl::Status CheckEtag(const ModuleSchema& schema, const Message& current, std::optional<uint64_t> expected) {
+  if (!expected.has_value()) return absl::OkStatus();
+  const Reflection* reflection = current.GetReflection();
+  if (reflection->GetString(current, Field(current, kEtagField)) == FormatEtag(*expected)) return absl::OkStatus();
+  return StaleEtag(schema, reflection->GetString(current, Field(current, kIdField)));
+}
+
+uint64_t RecordIdOf(const ModuleSchema& schema, const Message& record) {
+  return std::get<uint64_t>(ColumnValue(*schema.FindQueryable(kIdField), record));
+}
+
+// Inserts `resource`, already validated, and sets its id, times and etag.
+absl::Status InsertRecord(sql::Connection& connection, const ModuleSchema& schema, uint64_t organization_id, absl::Time now,
+                  Message* resource) {
+  std::vector<std::string> names = {"organization_id", "create_time", "update_time"};
+  for (const ColumnField& column : schema.columns) names.push_back(column.field->name());
+  std::unique_ptr<sql::PreparedStatement> insert(connection.prepareStatement(
+      absl::StrCat("INSERT INTO ", schema.table, " (", absl::StrJoin(names, ", "), ") VALUES (",
+                   absl::StrJoin(std::vector<std::string>(names.size(), "?"), ", "), ")")));
+  insert->setUInt64(1, organization_id);
+  insert->setString(2, FormatSqlTime(now));
+  insert->setString(3, FormatSqlTime(now));
+  BindColumns(schema, *resource, insert.get(), 4);
+  insert->executeUpdate();
+  std::unique_ptr<sql::Statement> query(connection.createStatement());
+  std::unique_ptr<sql::ResultSet> last(query->executeQuery("SELECT LAST_INSERT_ID()"));
+  if (!last->next()) return absl::InternalError("LAST_INSERT_ID() returned no row");
+
+  const Reflection* reflection = resource->GetReflection();
+  reflection->SetString(resource, Field(*resource, kIdField), std::to_string(last->getUInt64(1)));
+  SetTimeField(now, kCreateTimeField, resource);
+  SetTimeField(now, kUpdateTimeField, resource);
+  reflection->SetString(resource, Field(*resource, kEtagField), FormatEtag(1));
+  return absl::OkStatus();
+}
+
+// Writes every column of `record`, a record read with LockRecord and
+// changed since, bumps its revision and sets its update_time and etag.
+absl::Status WriteRecord(sql::Connection& connection, const ModuleSchema& schema, uint64_t organization_id,
+                         absl::Time now, Message* record) {
+  const Reflection* reflection = record->GetReflection();
+  uint64_t id = RecordIdOf(schema, *record);
+  absl::StatusOr<uint64_t> revision = ParseEtag(reflection->GetString(*record, Field(*record, kEtagField)));
+  if (!revision.ok()) return revision.status();
+
+  std::vector<std::string> assignments = {"update_time = ?", "revision = revision + 1"};
+  for (const ColumnField& column : schema.columns) assignments.push_back(absl::StrCat(column.field->name(), " = ?"));
+  std::unique_ptr<sql::PreparedStatement> update(connection.prepareStatement(
+      absl::StrCat("UPDATE ", schema.table, " SET ", absl::StrJoin(assignments, ", "),
+                   " WHERE organization_id = ? AND id = ?")));
+  update->setString(1, FormatSqlTime(now));
+  int next = BindColumns(schema, *record, update.get(), 2);
+  update->setUInt64(next, organization_id);
+  update->setUInt64(next + 1, id);
+  update->executeUpdate();
+
+  SetTimeField(now, kUpdateTimeField, record);
+  reflection->SetString(record, Field(*record, kEtagField), FormatEtag(*revision + 1));
+  return absl::OkStatus();
+}
+
+// Applies create defaults, validates and checks references, then inserts.
+absl::Status CreateInTransaction(sql::Connection& connection, const ModuleSchema& schema, uint64_t organization_id,
+                                 absl::Time now, Message* resource) {
+  ApplyCreateDefaults(schema, resource);
+  if (absl::Status status = ValidateResource(schema, *resource); !status.ok()) return status;
+  if (absl::Status status = CheckReferences(connection, schema, organization_id, *resource, nullptr); !status.ok()) {
+    return status;
+  }
+  return InsertRecord(connection, schema, organization_id, now, resource);
+}
+
+// The fingerprint input of a List page token. Lengths delimit the filter
+// and order_by, so no two requests share one.
+std::string ListRequestScope(absl::string_view method, uint64_t organization_id, const ListParams& params) {
+  return absl::StrCat(method, "|organization=", organization_id, "|filter=", params.filter.size(), ":",
+                      params.filter, "|order_by=", params.order_by.size(), ":", params.order_by);
+}
+
 }  // namespace
 
 RecordStore::RecordStore(MysqlPool* pool, PageTokenCodec page_tokens, Clock clock)
     : pool_(pool), page_tokens_(std::move(page_tokens)), clock_(std::move(clock)) {}
 
-absl::Status RecordStore::Create(const ModuleSchema& schema, uint64_t organization_id, Message* resource) {
+absl::Time RecordStore::Now() const { return absl::FromUnixMicros(absl::ToUnixMicros(clock_())); }
+
+absl::Status RecordStore::Create(const ModuleSchema& schema, uint64_t organization_id, absl::string_view request_id,
+                                 Message* resource) {
+  std::string canonical_request_id;
+  if (!request_id.empty()) {
+    absl::StatusOr<std::string> canonical = CanonicalUuid("request_id", request_id);
+    if (!canonical.ok()) return canonical.status();
+    canonical_request_id = *std::move(canonical);
+  }
+  // Validate before the transaction so that bad input costs no round trip.
   ApplyCreateDefaults(schema, resource);
   if (absl::Status status = ValidateResource(schema, *resource); !status.ok()) return status;
+  absl::Time now = Now();
 
-  std::vector<std::string> names = {"organization_id", "create_time", "update_time"};
-  for (const ColumnField& column : schema.columns) names.push_back(column.field->name());
-  std::string sql = absl::StrCat("INSERT INTO ", schema.table, " (", absl::StrJoin(names, ", "), ") VALUES (",
-                                 absl::StrJoin(std::vector<std::string>(names.size(), "?"), ", "), ")");
-  absl::Time now = absl::FromUnixMicros(absl::ToUnixMicros(clock_()));
+  return pool_->RunInTransaction(absl::StrCat("Create ", schema.resource->name()), [&](sql::Connection& connection) {
+    if (!canonical_request_id.empty()) {
+      // Claims the request id. A concurrent create with the same id blocks
+      // here until this transaction ends, and then finds the record id.
+      // TODO: prune old create_requests rows; nothing deletes them yet.
+      std::unique_ptr<sql::PreparedStatement> claim(connection.prepareStatement(
+          "INSERT INTO create_requests (organization_id, module, request_id, record_id, create_time) "
+          "VALUES (?, ?, ?, 0, ?) ON DUPLICATE KEY UPDATE record_id = record_id"));
+      claim->setUInt64(1, organization_id);
+      claim->setInt(2, schema.module);
+      claim->setString(3, canonical_request_id);
+      claim->setString(4, FormatSqlTime(now));
+      claim->executeUpdate();
+      std::unique_ptr<sql::PreparedStatement> select(connection.prepareStatement(
+          "SELECT record_id FROM create_requests WHERE organization_id = ? AND module = ? AND request_id = ? "
+          "FOR UPDATE"));
+      select->setUInt64(1, organization_id);
+      select->setInt(2, schema.module);
+      select->setString(3, canonical_request_id);
+      std::unique_ptr<sql::ResultSet> row(select->executeQuery());
+      uint64_t earlier_id = row->next() ? row->getUInt64(1) : 0;
+      if (earlier_id != 0) {
+        absl::Status status = LockRecord(connection, schema, organization_id, earlier_id, resource);
+        if (absl::IsNotFound(status)) {
+          return absl::NotFoundError(absl::StrCat(schema.resource->name(), " ", earlier_id, " created for request_id ",
+                                                  canonical_request_id, " has since been deleted"));
+        }
+        return status;
+      }
+    }
 
-  uint64_t id = 0;
-  absl::Status status = pool_->Run(absl::StrCat("Create ", schema.resource->name()), [&](sql::Connection& connection) {
-    std::unique_ptr<sql::PreparedStatement> insert(connection.prepareStatement(sql));
-    insert->setUInt64(1, organization_id);
-    insert->setString(2, FormatSqlTime(now));
-    insert->setString(3, FormatSqlTime(now));
-    BindColumns(schema, *resource, insert.get(), 4);
-    insert->executeUpdate();
-    std::unique_ptr<sql::Statement> query(connection.createStatement());
-    std::unique_ptr<sql::ResultSet> last(query->executeQuery("SELECT LAST_INSERT_ID()"));
-    if (!last->next()) return absl::InternalError("LAST_INSERT_ID() returned no row");
-    id = last->getUInt64(1);
+    if (absl::Status status = CreateInTransaction(connection, schema, organization_id, now, resource); !status.ok()) {
+      return status;
+    }
+    if (!canonical_request_id.empty()) {
+      std::unique_ptr<sql::PreparedStatement> record(connection.prepareStatement(
+          "UPDATE create_requests SET record_id = ? WHERE organization_id = ? AND module = ? AND request_id = ?"));
+      record->setUInt64(1, RecordIdOf(schema, *resource));
+      record->setUInt64(2, organization_id);
+      record->setInt(3, schema.module);
+      record->setString(4, canonical_request_id);
+      record->executeUpdate();
+    }
     return absl::OkStatus();
   });
-  if (!status.ok()) return status;
-
-  const Reflection* reflection = resource->GetReflection();
-  const google::protobuf::Descriptor* descriptor = resource->GetDescriptor();
-  reflection->SetString(resource, descriptor->FindFieldByName(std::string(kIdField)), std::to_string(id));
-  SetTimestamp(now, static_cast<Timestamp*>(
-                        reflection->MutableMessage(resource, descriptor->FindFieldByName(std::string(kCreateTimeField)))));
-  SetTimestamp(now, static_cast<Timestamp*>(
-                        reflection->MutableMessage(resource, descriptor->FindFieldByName(std::string(kUpdateTimeField)))));
-  return absl::OkStatus();
 }
 
 absl::Status RecordStore::Get(const ModuleSchema& schema, uint64_t organization_id, absl::string_view id,
@@ -275,41 +284,56 @@ absl::Status RecordStore::Get(const ModuleSchema& schema, uint64_t organization_
 }
 
 absl::Status RecordStore::List(const ModuleSchema& schema, uint64_t organization_id, absl::string_view method,
-                               int page_size, absl::string_view page_token,
-                               absl::FunctionRef<Message*()> add_record, std::string* next_page_token) {
+                               const ListParams& params, absl::FunctionRef<Message*()> add_record,
+                               std::string* next_page_token) {
+  int page_size = params.page_size;
   if (page_size < 0) return absl::InvalidArgumentError("page_size must not be negative");
   if (page_size == 0) page_size = kDefaultPageSize;
   if (page_size > kMaxPageSize) page_size = kMaxPageSize;
 
-  std::string request_scope = absl::StrCat(method, "|organization=", organization_id);
-  uint64_t after_id = 0;
-  if (!page_token.empty()) {
-    absl::StatusOr<uint64_t> decoded = page_tokens_.Decode(request_scope, page_token);
-    if (!decoded.ok()) return decoded.status();
-    after_id = *decoded;
+  absl::StatusOr<std::vector<SortKey>> keys = ParseOrderBy(schema, params.order_by);
+  if (!keys.ok()) return keys.status();
+  absl::StatusOr<std::optional<FilterNode>> filter = ParseFilter(schema, params.filter);
+  if (!filter.ok()) return filter.status();
+
+  std::string request_scope = ListRequestScope(method, organization_id, params);
+  std::vector<SqlCondition> conditions;
+  if (filter->has_value()) conditions.push_back(CompileFilter(**filter));
+  if (!params.page_token.empty()) {
+    absl::StatusOr<std::string> bytes = page_tokens_.DecodePosition(request_scope, params.page_token);
+    if (!bytes.ok()) return bytes.status();
+    absl::StatusOr<std::vector<SqlValue>> position = DecodePosition(*keys, *bytes);
+    if (!position.ok()) return position.status();
+    conditions.push_back(AfterPosition(*keys, *position));
   }
 
-  // Keyset pagination over the (organization_id, id) primary key: every page
-  // is one index range scan, however deep, and rows inserted or deleted
-  // while paging never shift the pages that follow.
-  std::string sql = absl::StrCat("SELECT ", SelectList(schema), " FROM ", schema.table,
-                                 " WHERE organization_id = ? AND id > ? ORDER BY id LIMIT ?");
+  // Keyset pagination: every page starts strictly after the last row of
+  // the previous one, so its cost does not grow with depth and rows added
+  // or removed meanwhile never shift the pages that follow.
+  std::string sql = absl::StrCat("SELECT ", SelectList(schema), " FROM ", schema.table, " WHERE organization_id = ?");
+  for (const SqlCondition& condition : conditions) absl::StrAppend(&sql, " AND ", condition.sql);
+  absl::StrAppend(&sql, " ORDER BY ", OrderByClause(*keys), " LIMIT ?");
+
   next_page_token->clear();
   return pool_->Run(absl::StrCat("List ", schema.resource->name()), [&](sql::Connection& connection) {
     std::unique_ptr<sql::PreparedStatement> select(connection.prepareStatement(sql));
-    select->setUInt64(1, organization_id);
-    select->setUInt64(2, after_id);
-    select->setInt(3, page_size + 1);
+    int index = 1;
+    select->setUInt64(index++, organization_id);
+    for (const SqlCondition& condition : conditions) {
+      for (const SqlValue& value : condition.params) BindSqlValue(value, index++, select.get());
+    }
+    select->setInt(index, page_size + 1);
     std::unique_ptr<sql::ResultSet> rows(select->executeQuery());
     int count = 0;
-    uint64_t last_id = 0;
+    const Message* last = nullptr;
     while (rows->next()) {
       if (count == page_size) {
-        *next_page_token = page_tokens_.Encode(request_scope, last_id);
+        *next_page_token = page_tokens_.EncodePosition(request_scope, EncodePosition(PositionOf(*keys, *last)));
         break;
       }
-      if (absl::Status status = ReadRecord(schema, *rows, add_record()); !status.ok()) return status;
-      last_id = rows->getUInt64(1);
+      Message* record = add_record();
+      if (absl::Status status = ReadRecord(schema, *rows, record); !status.ok()) return status;
+      last = record;
       ++count;
     }
     return absl::OkStatus();
@@ -318,55 +342,143 @@ absl::Status RecordStore::List(const ModuleSchema& schema, uint64_t organization
 
 absl::Status RecordStore::Update(const ModuleSchema& schema, uint64_t organization_id, const Message& patch,
                                  const google::protobuf::FieldMask& mask, Message* out) {
-  const std::string id = patch.GetReflection()->GetString(
-      patch, patch.GetDescriptor()->FindFieldByName(std::string(kIdField)));
+  const Reflection* patch_reflection = patch.GetReflection();
+  const std::string id = patch_reflection->GetString(patch, Field(patch, kIdField));
   uint64_t record_id = 0;
   if (absl::Status status = ParseRecordId("id", id, &record_id); !status.ok()) return status;
+  absl::StatusOr<std::optional<uint64_t>> etag =
+      ParseOptionalEtag(patch_reflection->GetString(patch, Field(patch, kEtagField)));
+  if (!etag.ok()) return etag.status();
   std::vector<const ColumnField*> fields;
   if (absl::Status status = FieldsToUpdate(schema, patch, mask, &fields); !status.ok()) return status;
 
-  std::string select_sql = absl::StrCat("SELECT ", SelectList(schema), " FROM ", schema.table,
-                                        " WHERE organization_id = ? AND id = ? FOR UPDATE");
-  std::vector<std::string> assignments = {"update_time = ?"};
-  for (const ColumnField& column : schema.columns) assignments.push_back(absl::StrCat(column.field->name(), " = ?"));
-  std::string update_sql = absl::StrCat("UPDATE ", schema.table, " SET ", absl::StrJoin(assignments, ", "),
-                                        " WHERE organization_id = ? AND id = ?");
-
   return pool_->RunInTransaction(absl::StrCat("Update ", schema.resource->name()), [&](sql::Connection& connection) {
-    out->Clear();
-    std::unique_ptr<sql::PreparedStatement> select(connection.prepareStatement(select_sql));
-    select->setUInt64(1, organization_id);
-    select->setUInt64(2, record_id);
-    std::unique_ptr<sql::ResultSet> row(select->executeQuery());
-    if (!row->next()) return NotFound(schema, id);
-    if (absl::Status status = ReadRecord(schema, *row, out); !status.ok()) return status;
+    if (absl::Status status = LockRecord(connection, schema, organization_id, record_id, out); !status.ok()) {
+      return status;
+    }
+    if (absl::Status status = CheckEtag(schema, *out, *etag); !status.ok()) return status;
+    std::unique_ptr<Message> previous(out->New());
+    previous->CopyFrom(*out);
 
-    for (const ColumnField* column : fields) CopyField(column->field, patch, out);
+    for (const ColumnField* column : fields) {
+      // Only an empty mask reaches here with an immutable field; it may
+      // repeat the stored value but not change it.
+      if (column->rules.immutable() && ColumnValue(*column, patch) != ColumnValue(*column, *previous)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(column->field->name(), " is immutable: it cannot change after create"));
+      }
+      CopyField(column->field, patch, out);
+    }
     if (absl::Status status = ValidateResource(schema, *out); !status.ok()) return status;
+    if (absl::Status status = CheckReferences(connection, schema, organization_id, *out, previous.get());
+        !status.ok()) {
+      return status;
+    }
+    return WriteRecord(connection, schema, organization_id, Now(), out);
+  });
+}
 
-    absl::Time now = absl::FromUnixMicros(absl::ToUnixMicros(clock_()));
-    std::unique_ptr<sql::PreparedStatement> update(connection.prepareStatement(update_sql));
-    update->setString(1, FormatSqlTime(now));
-    int next = BindColumns(schema, *out, update.get(), 2);
-    update->setUInt64(next, organization_id);
-    update->setUInt64(next + 1, record_id);
-    update->executeUpdate();
-    SetTimestamp(now, static_cast<Timestamp*>(out->GetReflection()->MutableMessage(
-                          out, out->GetDescriptor()->FindFieldByName(std::string(kUpdateTimeField)))));
+absl::Status RecordStore::Delete(const ModuleSchema& schema, uint64_t organization_id, absl::string_view id,
+                                 absl::string_view etag) {
+  uint64_t record_id = 0;
+  if (absl::Status status = ParseRecordId("id", id, &record_id); !status.ok()) return status;
+  absl::StatusOr<std::optional<uint64_t>> expected_revision = ParseOptionalEtag(etag);
+  if (!expected_revision.ok()) return expected_revision.status();
+
+  return pool_->RunInTransaction(absl::StrCat("Delete ", schema.resource->name()), [&](sql::Connection& connection) {
+    std::unique_ptr<sql::PreparedStatement> lock(connection.prepareStatement(
+        absl::StrCat("SELECT revision FROM ", schema.table, " WHERE organization_id = ? AND id = ? FOR UPDATE")));
+    lock->setUInt64(1, organization_id);
+    lock->setUInt64(2, record_id);
+    std::unique_ptr<sql::ResultSet> row(lock->executeQuery());
+    if (!row->next()) return NotFound(schema, id);
+    if (expected_revision->has_value() && row->getUInt64(1) != **expected_revision) return StaleEtag(schema, id);
+
+    if (absl::Status status = ApplyDeleteRules(connection, schema, organization_id, record_id, FormatSqlTime(Now()));
+        !status.ok()) {
+      return status;
+    }
+    std::unique_ptr<sql::PreparedStatement> remove(connection.prepareStatement(
+        absl::StrCat("DELETE FROM ", schema.table, " WHERE organization_id = ? AND id = ?")));
+    remove->setUInt64(1, organization_id);
+    remove->setUInt64(2, record_id);
+    remove->executeUpdate();
     return absl::OkStatus();
   });
 }
 
-absl::Status RecordStore::Delete(const ModuleSchema& schema, uint64_t organization_id, absl::string_view id) {
-  uint64_t record_id = 0;
-  if (absl::Status status = ParseRecordId("id", id, &record_id); !status.ok()) return status;
-  std::string sql = absl::StrCat("DELETE FROM ", schema.table, " WHERE organization_id = ? AND id = ?");
-  return pool_->Run(absl::StrCat("Delete ", schema.resource->name()), [&](sql::Connection& connection) {
-    std::unique_ptr<sql::PreparedStatement> remove(connection.prepareStatement(sql));
-    remove->setUInt64(1, organization_id);
-    remove->setUInt64(2, record_id);
-    if (remove->executeUpdate() == 0) return NotFound(schema, id);
-    return absl::OkStatus();
+absl::Status RecordStore::ConvertLead(uint64_t organization_id, const crm::data::v1::ConvertLeadRequest& request,
+                                      crm::data::v1::ConvertLeadResponse* response) {
+  uint64_t lead_id = 0;
+  if (absl::Status status = ParseRecordId("id", request.id(), &lead_id); !status.ok()) return status;
+  absl::StatusOr<std::optional<uint64_t>> etag = ParseOptionalEtag(request.etag());
+  if (!etag.ok()) return etag.status();
+  const ModuleSchema& leads = *SchemaForModule(crm::auth::v1::MODULE_LEAD);
+  const ModuleSchema& accounts = *SchemaForModule(crm::auth::v1::MODULE_ACCOUNT);
+  const ModuleSchema& contacts = *SchemaForModule(crm::auth::v1::MODULE_CONTACT);
+  const ModuleSchema& opportunities = *SchemaForModule(crm::auth::v1::MODULE_OPPORTUNITY);
+  absl::Time now = Now();
+
+  return pool_->RunInTransaction("ConvertLead", [&](sql::Connection& connection) {
+    response->Clear();
+    crm::data::v1::Lead& lead = *response->mutable_lead();
+    if (absl::Status status = LockRecord(connection, leads, organization_id, lead_id, &lead); !status.ok()) {
+      return status;
+    }
+    if (absl::Status status = CheckEtag(leads, lead, *etag); !status.ok()) return status;
+    if (lead.status() == crm::data::v1::LEAD_STATUS_CONVERTED) {
+      return absl::FailedPreconditionError(absl::StrCat("Lead ", lead_id, " is already converted"));
+    }
+
+    crm::data::v1::Account& account = *response->mutable_account();
+    if (request.has_account()) {
+      account = request.account();
+    } else {
+      account.set_name(!lead.company().empty() ? lead.company()
+                                               : std::string(absl::StripAsciiWhitespace(
+                                                     absl::StrCat(lead.first_name(), " ", lead.last_name()))));
+      account.set_phone(lead.phone());
+    }
+    ClearOutputOnlyFields(&account);
+    if (absl::Status status = CreateInTransaction(connection, accounts, organization_id, now, &account);
+        !status.ok()) {
+      return InRecord("account", status);
+    }
+
+    crm::data::v1::Contact& contact = *response->mutable_contact();
+    if (request.has_contact()) {
+      contact = request.contact();
+    } else {
+      contact.set_first_name(lead.first_name());
+      contact.set_last_name(lead.last_name());
+      contact.set_email(lead.email());
+      contact.set_phone(lead.phone());
+      contact.set_title(lead.title());
+    }
+    ClearOutputOnlyFields(&contact);
+    contact.set_account_id(account.id());
+    if (absl::Status status = CreateInTransaction(connection, contacts, organization_id, now, &contact);
+        !status.ok()) {
+      return InRecord("contact", status);
+    }
+
+    if (request.has_opportunity()) {
+      crm::data::v1::Opportunity& opportunity = *response->mutable_opportunity();
+      opportunity = request.opportunity();
+      ClearOutputOnlyFields(&opportunity);
+      opportunity.set_account_id(account.id());
+      if (opportunity.name().empty()) opportunity.set_name(account.name());
+      if (absl::Status status = CreateInTransaction(connection, opportunities, organization_id, now, &opportunity);
+          !status.ok()) {
+        return InRecord("opportunity", status);
+      }
+      lead.set_converted_opportunity_id(opportunity.id());
+    }
+
+    lead.set_status(crm::data::v1::LEAD_STATUS_CONVERTED);
+    lead.set_converted_account_id(account.id());
+    lead.set_converted_contact_id(contact.id());
+    return WriteRecord(connection, leads, organization_id, now, &lead);
   });
 }
 

@@ -1,5 +1,6 @@
 // Checks that CrmService's contract is complete: every method declares the
-// scopes it needs and maps to a standard method of one module.
+// scopes it needs and maps to a standard method of one module or to the
+// custom method ConvertLead.
 #include <set>
 
 #include "crm/data/v1/crm_service.pb.h"
@@ -25,7 +26,7 @@ TEST(CrmContract, EveryMethodDeclaresScope) {
   }
 }
 
-TEST(CrmContract, FiveMethodsPerModule) {
+TEST(CrmContract, FiveMethodsPerModulePlusConvertLead) {
   const google::protobuf::ServiceDescriptor* service = CrmServiceDescriptor();
   std::set<std::pair<int, int>> seen;
   for (int i = 0; i < service->method_count(); ++i) {
@@ -34,7 +35,19 @@ TEST(CrmContract, FiveMethodsPerModule) {
     EXPECT_TRUE(seen.emplace(spec->schema->module, static_cast<int>(spec->standard_method)).second)
         << service->method(i)->name() << " repeats a module and standard method";
   }
-  EXPECT_EQ(seen.size(), 30u);
+  EXPECT_EQ(seen.size(), 31u);
+  EXPECT_TRUE(seen.contains({crm::auth::v1::MODULE_LEAD, static_cast<int>(StandardMethod::kConvertLead)}));
+}
+
+TEST(CrmContract, ConvertLeadNeedsFourScopes) {
+  absl::StatusOr<MethodSpec> spec = SpecForMethod(CrmServiceDescriptor()->FindMethodByName("ConvertLead"));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ScopeMask expected = ScopeBit(crm::auth::v1::MODULE_LEAD, crm::auth::v1::ACTION_UPDATE) |
+                       ScopeBit(crm::auth::v1::MODULE_ACCOUNT, crm::auth::v1::ACTION_CREATE) |
+                       ScopeBit(crm::auth::v1::MODULE_CONTACT, crm::auth::v1::ACTION_CREATE) |
+                       ScopeBit(crm::auth::v1::MODULE_OPPORTUNITY, crm::auth::v1::ACTION_CREATE);
+  EXPECT_EQ(expected, spec->required_scopes);
+  EXPECT_EQ(StandardMethod::kConvertLead, spec->standard_method);
 }
 
 // A method without required_scopes must be refused, so the check above can
