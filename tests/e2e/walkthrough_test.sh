@@ -13,30 +13,10 @@ state=$build/e2e-walkthrough
 rm -rf "$state"
 mkdir -p "$state"
 
-free_port() {
-  /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-auth_port=$(free_port)
-crm_port=$(free_port)
-
-RUN_STATE_DIR=$state RUN_BUILD_DIR=$build RUN_SKIP_BUILD=1 RUN_AUTH_PORT=$auth_port RUN_CRM_PORT=$crm_port \
-  setsid "$root/tools/run.sh" >"$state/run.out" 2>&1 &
-run_pid=$!
-cleanup() {
-  kill -TERM "$run_pid" 2>/dev/null
-  wait "$run_pid" 2>/dev/null
-}
-trap cleanup EXIT
-
-for _ in $(seq 1 300); do
-  grep -q "^run: auth server on" "$state/run.out" && break
-  if ! kill -0 "$run_pid" 2>/dev/null; then
-    echo "FAIL: tools/run.sh exited during start-up:"
-    cat "$state/run.out"
-    exit 1
-  fi
-  sleep 0.1
-done
+source "$root/tests/e2e/start_stack.sh"
+start_stack "$root" "$build" "$state" || exit 1
+auth_port=$STACK_AUTH_PORT
+crm_port=$STACK_CRM_PORT
 
 # The walkthrough block, with its two address lines pointed at our ports,
 # followed by a line that saves the credentials for the log check below.
