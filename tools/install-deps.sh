@@ -12,8 +12,9 @@ packages=(
   libabsl-dev libmysqlcppconn-dev libssl-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev
   mariadb-server mariadb-client
-  jq
-  nodejs npm
+  jq sysbench
+  python3-grpcio python3-protobuf
+  python3-yaml
 )
 
 missing=()
@@ -22,6 +23,11 @@ for package in "${packages[@]}"; do
     missing+=("$package")
   fi
 done
+# Node.js and npm may come from another source than Debian (a NodeSource
+# nodejs package ships npm itself and conflicts with Debian's npm), so they
+# are judged by the commands, not by package names.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 
 if ((${#missing[@]} > 0)); then
   echo "install-deps: installing ${missing[*]}"
@@ -33,7 +39,12 @@ if ((${#missing[@]} > 0)); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-if [[ ! -x tools/node_modules/.bin/buf ]]; then
+# Reinstall the npm tools whenever the lock file changed since the last
+# install, so an existing checkout picks up new pins too.
+lock_hash=$(sha256sum tools/package-lock.json | cut -d' ' -f1)
+stamp=tools/node_modules/.installed-lock-sha256
+if [[ ! -f $stamp || $(cat "$stamp") != "$lock_hash" ]]; then
   echo "install-deps: installing npm tools from tools/package-lock.json"
   npm ci --prefix tools --no-audit --no-fund --loglevel=error
+  echo "$lock_hash" >"$stamp"
 fi
