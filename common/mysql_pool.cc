@@ -2,6 +2,7 @@
 
 #include <cppconn/connection.h>
 #include <cppconn/exception.h>
+#include <cppconn/resultset.h>
 #include <cppconn/statement.h>
 #include <mysql_driver.h>
 
@@ -216,12 +217,23 @@ absl::Status MysqlPool::RunInTransaction(absl::string_view operation,
 }
 
 bool MysqlPool::IsReachable() {
-  absl::Status status = Run("database health check", [](sql::Connection& connection) {
-    std::unique_ptr<sql::Statement> statement(connection.createStatement());
-    statement->execute("SELECT 1");
-    return absl::OkStatus();
-  });
-  return status.ok();
+  absl::MutexLock lock(&probe_mu_);
+  if (probe_connection_ == nullptr) {
+    absl::StatusOr<std::unique_ptr<sql::Connection>> connection = Connect();
+    if (!connection.ok()) return false;
+    probe_connection_ = *std::move(connection);
+  }
+  try {
+    std::unique_ptr<sql::Statement> statement(probe_connection_->createStatement());
+    // The result must be read and freed, or the next query on this
+    // connection fails with "commands out of sync" (error 2014).
+    std::unique_ptr<sql::ResultSet> result(statement->executeQuery("SELECT 1"));
+    return result->next();
+  } catch (const sql::SQLException&) {
+    // Reconnect on the next probe; a server that came back answers then.
+    probe_connection_.reset();
+    return false;
+  }
 }
 
 }  // namespace crm

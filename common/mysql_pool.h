@@ -72,7 +72,9 @@ class MysqlPool {
   absl::Status RunInTransaction(absl::string_view operation,
                                 absl::FunctionRef<absl::Status(sql::Connection&)> body);
 
-  // Whether the database answers a ping now; for health checks.
+  // Whether the database answers a query now; for health checks. Uses a
+  // connection of its own, so a pool busy with slow calls does not make the
+  // database look unreachable.
   bool IsReachable();
 
   const MysqlOptions& options() const { return options_; }
@@ -100,6 +102,9 @@ class MysqlPool {
   std::vector<Slot> idle_ ABSL_GUARDED_BY(mu_);
   // Connections leased out or idle; never above options_.pool_size.
   int open_ ABSL_GUARDED_BY(mu_) = 0;
+
+  absl::Mutex probe_mu_;
+  std::unique_ptr<sql::Connection> probe_connection_ ABSL_GUARDED_BY(probe_mu_);
 };
 
 }  // namespace crm

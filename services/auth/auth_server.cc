@@ -280,6 +280,8 @@ absl::StatusOr<std::unique_ptr<AuthServer>> AuthServer::Start(const AuthServerOp
   if (grpc::HealthCheckServiceInterface* health = auth_server->server_->GetHealthCheckService()) {
     health->SetServingStatus(v1::PrivateAppService::service_full_name(), true);
     health->SetServingStatus(v1::TokenService::service_full_name(), true);
+    auth_server->health_monitor_ =
+        std::make_unique<HealthMonitor>("auth server", health, [pool] { return pool->IsReachable(); });
   }
   return auth_server;
 }
@@ -290,6 +292,7 @@ AuthServer::~AuthServer() {
 
 void AuthServer::Shutdown(absl::Duration grace) {
   if (shut_down_.exchange(true)) return;
+  health_monitor_.reset();  // So that it cannot report SERVING again.
   if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
     health->SetServingStatus(false);
   }

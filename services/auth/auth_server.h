@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/health_monitor.h"
 #include "common/mysql_pool.h"
 #include "common/secrets.h"
 #include "crm/auth/v1/private_app.grpc.pb.h"
@@ -143,6 +144,7 @@ class AuthServer {
   PrivateAppServiceImpl private_apps_;
   TokenServiceImpl tokens_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HealthMonitor> health_monitor_;
   int port_ = 0;
   std::atomic<bool> shut_down_{false};
 };

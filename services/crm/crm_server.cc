@@ -43,6 +43,8 @@ absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptio
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
   }
   server->server_->GetHealthCheckService()->SetServingStatus(true);
+  server->health_monitor_ = std::make_unique<HealthMonitor>(
+      "crm server", server->server_->GetHealthCheckService(), [pool] { return pool->IsReachable(); });
   return server;
 }
 
@@ -51,6 +53,7 @@ CrmServer::~CrmServer() { Shutdown(absl::ZeroDuration()); }
 void CrmServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
+  health_monitor_.reset();  // So that it cannot report SERVING again.
   server_->GetHealthCheckService()->SetServingStatus(false);
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   // Joining the workers after the server is down lets queued calls finish.

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/health_monitor.h"
 #include "common/mysql_pool.h"
 #include "common/worker_pool.h"
 #include "crm/data/v1/status.grpc.pb.h"
@@ -83,6 +84,7 @@ class CrmServer {
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<CrmServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<HealthMonitor> health_monitor_;
   int port_ = 0;
   bool shut_down_ = false;
 };

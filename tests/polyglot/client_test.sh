@@ -165,6 +165,34 @@ run_health() {
   # NOTE: the CRM server registers no per-service status, so a check of
   # crm.data.v1.CrmService is NOT_FOUND and only its server-wide status is
   # tested.
+
+  # With the database stopped both servers turn NOT_SERVING, and SERVING
+  # again once it is back, without a restart.
+  "$root/tools/mariadb.sh" stop "$STACK_STATE_DIR/mariadb" >/dev/null
+  expect_health_within NOT_SERVING "while the database is stopped"
+  "$root/tools/mariadb.sh" start "$STACK_STATE_DIR/mariadb" >/dev/null
+  expect_health_within SERVING "after the database is back"
+}
+
+# Polls both servers' overall health until it is $1, for up to 15 s.
+expect_health_within() {
+  local expected=$1 when=$2 server port output status
+  for server in auth crm; do
+    port=$STACK_AUTH_PORT
+    [[ $server == crm ]] && port=$STACK_CRM_PORT
+    status=
+    for _ in $(seq 1 60); do
+      output=$(buf_curl --schema "$root/tests/polyglot/health" -d '{}' \
+        "http://127.0.0.1:$port/grpc.health.v1.Health/Check" 2>&1)
+      status=$(jq -r '.status // empty' <<<"$output" 2>/dev/null)
+      [[ $status == "$expected" ]] && break
+      sleep 0.25
+    done
+    if [[ $status != "$expected" ]]; then
+      echo "FAIL: $server server health $when: expected $expected, got '${status:-$output}'"
+      failures=$((failures + 1))
+    fi
+  done
 }
 
 case $client in
