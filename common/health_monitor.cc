@@ -32,7 +32,7 @@ void HealthMonitor::Run() {
     if (serving) {
       spdlog::info("{}: database reachable again; health is SERVING", name_);
     } else {
-      spdlog::warn("{}: database unreachable; health is NOT_SERVING until it answers", name_);
+      spdlog::warn("{}: database unreachable; health is NOT_SERVING until a probe succeeds", name_);
     }
   }
 }

@@ -230,7 +230,7 @@ bool MysqlPool::IsReachable() {
     std::unique_ptr<sql::ResultSet> result(statement->executeQuery("SELECT 1"));
     return result->next();
   } catch (const sql::SQLException&) {
-    // Reconnect on the next probe; a server that came back answers then.
+    // Reconnect on the next probe, which succeeds once the server is back.
     probe_connection_.reset();
     return false;
   }

@@ -72,7 +72,7 @@ class MysqlPool {
   absl::Status RunInTransaction(absl::string_view operation,
                                 absl::FunctionRef<absl::Status(sql::Connection&)> body);
 
-  // Whether the database answers a query now; for health checks. Uses a
+  // Returns whether the database runs a query now, for health checks. Uses a
   // connection of its own, so a pool busy with slow calls does not make the
   // database look unreachable.
   bool IsReachable();

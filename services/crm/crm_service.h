@@ -5,7 +5,7 @@
 // Each call: read the bearer token; verify it asynchronously (the gRPC
 // thread is never blocked); reject with UNAUTHENTICATED or PERMISSION_DENIED
 // before the request is even parsed; then run the database work on the
-// bounded worker pool, or answer RESOURCE_EXHAUSTED when its queue is full.
+// bounded worker pool, or return RESOURCE_EXHAUSTED when its queue is full.
 #ifndef CRM_SERVICES_CRM_CRM_SERVICE_H_
 #define CRM_SERVICES_CRM_CRM_SERVICE_H_
 
