@@ -1,10 +1,10 @@
 // A bounded pool of MySQL Connector/C++ connections, and the one place that
 // turns sql::SQLException into absl::Status.
 //
-// Connector facts this pool relies on: one thread uses a connection and its
-// statements at a time, so a connection is leased to one caller; automatic
+// Connector facts this pool relies on. One thread uses a connection and its
+// statements at a time, so a connection is leased to one caller. Automatic
 // reconnect stays off, because a silent reconnect drops prepared statements
-// and rolls back the open transaction; a connection that reports a lost
+// and rolls back the open transaction. A connection that reports a lost
 // server (errors 2006, 2013) is closed and replaced on the next lease.
 // Create() must run in main() before other threads use the driver, because
 // the driver's initialisation is not thread-safe.

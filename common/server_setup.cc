@@ -60,16 +60,11 @@ void BlockShutdownSignals() {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 }
 
-void WaitForShutdownSignal(grpc::Server& server, absl::Duration grace) {
+void WaitForShutdownSignal() {
   sigset_t signals = ShutdownSignals();
   int signal_number = 0;
   sigwait(&signals, &signal_number);
-  spdlog::info("received {}; draining calls for up to {}", signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
-               absl::FormatDuration(grace));
-  if (grpc::HealthCheckServiceInterface* health = server.GetHealthCheckService()) {
-    health->SetServingStatus(false);
-  }
-  server.Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
+  spdlog::info("received {}; stopping", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
 void EnableHealthAndReflection() {

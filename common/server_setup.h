@@ -29,10 +29,10 @@ bool ConfigureLogging(const std::string& level);
 // later, so that WaitForShutdownSignal can receive them. Call first in main.
 void BlockShutdownSignals();
 
-// Waits for SIGTERM or SIGINT, then stops `server` gracefully: health turns
-// NOT_SERVING, new calls are refused, calls in flight get up to `grace` to
-// finish before they are cancelled.
-void WaitForShutdownSignal(grpc::Server& server, absl::Duration grace);
+// Blocks until SIGTERM or SIGINT arrives and logs it. The caller then stops
+// its server through the server's own Shutdown, which knows what must stop
+// first (health probes, open streams).
+void WaitForShutdownSignal();
 
 // Enables the grpc.health.v1 and server reflection services; call before
 // building any server.

@@ -17,7 +17,7 @@ struct TextRules {
 };
 
 // Returns INVALID_ARGUMENT naming `field` when `value` is not valid UTF-8,
-// holds a control character the rules do not allow, or is longer than the
+// contains a control character the rules do not allow, or is longer than the
 // maximum in Unicode code points.
 absl::Status ValidateText(absl::string_view field, absl::string_view value, const TextRules& rules);
 

@@ -1,6 +1,6 @@
 // A fixed set of threads with a bounded queue, for blocking database work
 // that must never run on gRPC's own threads. When the queue is full,
-// TrySubmit fails at once so the caller can answer RESOURCE_EXHAUSTED
+// TrySubmit fails at once so the caller can return RESOURCE_EXHAUSTED
 // instead of queueing without limit.
 #ifndef CRM_COMMON_WORKER_POOL_H_
 #define CRM_COMMON_WORKER_POOL_H_

@@ -3,7 +3,7 @@
 #
 #   tools/mariadb.sh start DIR   create DIR/data on first use, start the
 #                                server on the unix socket DIR/mysqld.sock
-#                                (no TCP port), and wait until it answers
+#                                (no TCP port), and wait until it accepts queries
 #   tools/mariadb.sh stop DIR    stop it and wait until it has exited
 #
 # root@localhost has no password: the socket file is the only way in.

@@ -1,6 +1,5 @@
 // The auth server: PrivateAppService and TokenService over the auth schema.
 // This file only wires flags, secrets, the database pool and the server.
-#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -42,21 +41,6 @@ constexpr absl::Duration kShutdownGrace = absl::Seconds(10);
 [[noreturn]] void Fail(absl::string_view action, const absl::Status& status) {
   std::cerr << "auth_server: " << action << ": " << status.message() << "\n";
   std::exit(1);
-}
-
-// Waits for SIGTERM or SIGINT, which BlockShutdownSignals() blocked in every
-// thread. crm::WaitForShutdownSignal is not used because it stops the
-// grpc::Server directly, so open WatchInvalidations streams would hold the
-// shutdown for the whole grace period; AuthServer::Shutdown ends them first.
-void WaitForShutdownSignal() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
-  spdlog::info("received {}; draining calls for up to {}", signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
-               absl::FormatDuration(kShutdownGrace));
 }
 
 std::string ListenAddress(const std::string& host, int port) {
@@ -114,7 +98,8 @@ int main(int argc, char** argv) {
   spdlog::info("auth server listening on {}, database {}",
                ListenAddress(absl::GetFlag(FLAGS_listen_host), (*server)->port()), database.database);
 
-  WaitForShutdownSignal();
+  crm::WaitForShutdownSignal();
+  spdlog::info("draining calls for up to {}", absl::FormatDuration(kShutdownGrace));
   (*server)->Shutdown(kShutdownGrace);
   server->reset();
   spdlog::info("auth server stopped");

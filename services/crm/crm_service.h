@@ -2,10 +2,11 @@
 // the method's descriptor names its operation and required scopes, so
 // authorization and storage are written once for every module.
 //
-// Each call: read the bearer token; verify it asynchronously (the gRPC
-// thread is never blocked); reject with UNAUTHENTICATED or PERMISSION_DENIED
-// before the request is even parsed; then run the database work on the
-// bounded worker pool, or return RESOURCE_EXHAUSTED when its queue is full.
+// Each call reads the bearer token and verifies it without blocking the gRPC
+// thread. A bad token or missing scope is rejected with UNAUTHENTICATED or
+// PERMISSION_DENIED before the request is parsed. The database work then runs
+// on the bounded worker pool, or the call gets RESOURCE_EXHAUSTED when the
+// pool's queue is full.
 #ifndef CRM_SERVICES_CRM_CRM_SERVICE_H_
 #define CRM_SERVICES_CRM_CRM_SERVICE_H_
 
@@ -29,7 +30,7 @@ namespace crm::data {
 // module, or the custom method ConvertLead.
 enum class StandardMethod { kCreate, kGet, kList, kUpdate, kDelete, kConvertLead };
 
-// What the handler needs to know about one CrmService method, read from its
+// Facts about one CrmService method that the handler reads from its
 // descriptor.
 struct MethodSpec {
   const google::protobuf::MethodDescriptor* method = nullptr;
@@ -48,7 +49,7 @@ absl::StatusOr<MethodSpec> SpecForMethod(const google::protobuf::MethodDescripto
 class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
  public:
   // Aborts when a method's spec cannot be built, so a proto change that
-  // forgets a scope cannot start serving.
+  // omits a scope cannot start serving.
   CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers);
 
  private:

@@ -81,8 +81,10 @@ int main(int argc, char** argv) {
 
   spdlog::info("crm server listening on {}:{} (database {}, auth service {})", absl::GetFlag(FLAGS_listen_host),
                (*server)->port(), database.database, options.auth_target);
-  crm::WaitForShutdownSignal((*server)->server(), absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
-  (*server)->Shutdown(absl::ZeroDuration());
+  crm::WaitForShutdownSignal();
+  absl::Duration grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  spdlog::info("draining calls for up to {}", absl::FormatDuration(grace));
+  (*server)->Shutdown(grace);
   spdlog::info("crm server stopped");
   return 0;
 }

@@ -19,7 +19,7 @@
 
 namespace crm::data {
 
-// How a field is stored and checked.
+// Storage and validation kind of a field.
 enum class FieldKind {
   kText,      // string; VARCHAR or TEXT, '' when unset
   kDate,      // string YYYY-MM-DD; DATE, NULL when unset

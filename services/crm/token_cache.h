@@ -1,9 +1,9 @@
-// In-memory cache of token-check answers, keyed by the SHA-256 of the token
+// In-memory cache of token-check results, keyed by the SHA-256 of the token
 // (the token itself is never stored). It is only correct together with the
 // invalidation stream: InvalidationWatcher applies every log entry here, and
 // CachingTokenChecker reads the cache only while the stream is current.
 //
-// Bounds: at most max_entries answers (the oldest-inserted is evicted
+// Bounds: at most max_entries results (the oldest-inserted is evicted
 // first), each dropped after max_age whatever the stream says. Every entry
 // has the same fixed size, so the entry bound also bounds memory;
 // ApproximateBytes() reports it.
@@ -29,7 +29,7 @@ namespace crm::data {
 struct TokenCacheOptions {
   size_t max_entries = 100000;
   absl::Duration max_age = absl::Minutes(5);
-  // Applied invalidations remembered to judge answers that raced with them.
+  // Applied invalidations kept to judge results that raced with them.
   size_t remembered_invalidations = 65536;
 };
 
@@ -44,7 +44,7 @@ class TokenCache {
   std::optional<Claims> Lookup(const std::string& token_digest);
 
   // Whether an invalidation of `app_id` newer than `answer_sequence` has
-  // been applied, so an answer read at that sequence may grant too much.
+  // been applied, so a result read at that sequence may grant too much.
   // Also true when such entries are no longer remembered.
   bool IsStale(uint64_t app_id, int64_t answer_sequence);
 

@@ -1,5 +1,5 @@
 // Verification of the access tokens that CrmService callers present. The
-// CRM server asks the auth server's TokenService; the answer is the caller's
+// CRM server calls the auth server's TokenService, which returns the caller's
 // organization, app and granted scopes.
 #ifndef CRM_SERVICES_CRM_TOKEN_CHECKER_H_
 #define CRM_SERVICES_CRM_TOKEN_CHECKER_H_
@@ -18,13 +18,13 @@
 
 namespace crm::data {
 
-// What a verified token grants.
+// Organization, app and scopes of a verified token.
 struct Claims {
   uint64_t organization_id = 0;
   uint64_t app_id = 0;
   ScopeMask scopes = 0;
-  // The auth service's invalidation sequence when it read the token: the
-  // answer reflects every invalidation up to it.
+  // The auth service's invalidation sequence when it read the token. The
+  // result reflects every invalidation up to it.
   int64_t invalidation_sequence = 0;
 };
 

@@ -1,8 +1,7 @@
 // Revocation across instances: two auth servers and two CRM servers with
 // token-check caches on one database. Once a CRM server has applied the
-// sequence a mutation returned, no call with the old rights succeeds there;
-// and a CRM server that loses its invalidation stream never reads
-// its cache.
+// sequence a mutation returned, no call with the old rights succeeds there.
+// A CRM server that loses its invalidation stream never reads its cache.
 #include <atomic>
 #include <thread>
 

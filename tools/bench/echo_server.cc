@@ -7,6 +7,7 @@
 // seeded leads' size, and every other method an empty response.
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -85,7 +86,8 @@ int Run() {
   }
   server->GetHealthCheckService()->SetServingStatus(true);
   spdlog::info("echo server listening on {}:{}", absl::GetFlag(FLAGS_listen_host), port);
-  WaitForShutdownSignal(*server, absl::Seconds(5));
+  crm::WaitForShutdownSignal();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   spdlog::info("echo server stopped");
   return 0;
 }
