@@ -2,10 +2,16 @@
 
 #include <cppconn/connection.h>
 #include <cppconn/exception.h>
+#include <cppconn/prepared_statement.h>
 #include <cppconn/resultset.h>
 #include <cppconn/statement.h>
 #include <mysql_driver.h>
 
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 
@@ -33,6 +39,58 @@ bool IsConnectionLost(int code) {
 }
 
 }  // namespace
+
+struct MysqlPool::StatementCache {
+  explicit StatementCache(sql::Connection* connection) : connection(connection) {}
+
+  // Runs a statement without parameters through the text protocol, which
+  // needs no prepare round trip.
+  void Execute(const char* sql) {
+    if (text == nullptr) text.reset(connection->createStatement());
+    text->execute(sql);
+  }
+
+  sql::Connection* const connection;
+  absl::flat_hash_map<std::string, std::unique_ptr<sql::PreparedStatement>> prepared;
+  // Statements prepared while `prepared` was full; closed when the lease ends.
+  std::vector<std::unique_ptr<sql::PreparedStatement>> overflow;
+  std::unique_ptr<sql::Statement> text;
+};
+
+thread_local MysqlPool::StatementCache* MysqlPool::leased_statements_ = nullptr;
+
+MysqlPool::Slot::Slot() = default;
+MysqlPool::Slot::Slot(std::unique_ptr<sql::Connection> connection, absl::Time last_used)
+    : connection(std::move(connection)),
+      last_used(last_used),
+      statements(std::make_unique<StatementCache>(this->connection.get())) {}
+MysqlPool::Slot::Slot(Slot&&) = default;
+MysqlPool::Slot& MysqlPool::Slot::operator=(Slot&&) = default;
+MysqlPool::Slot::~Slot() { Close(); }
+
+void MysqlPool::Slot::Close() {
+  statements.reset();
+  connection.reset();
+}
+
+sql::PreparedStatement& PrepareCached(sql::Connection& connection, const std::string& sql) {
+  MysqlPool::StatementCache* cache = MysqlPool::leased_statements_;
+  if (cache == nullptr || cache->connection != &connection) {
+    // A programming error: the statement would outlive its connection or
+    // be shared between threads.
+    std::fputs("PrepareCached called outside a MysqlPool body or with another connection\n", stderr);
+    std::abort();
+  }
+  if (auto it = cache->prepared.find(sql); it != cache->prepared.end()) return *it->second;
+  std::unique_ptr<sql::PreparedStatement> statement(connection.prepareStatement(sql));
+  sql::PreparedStatement& prepared = *statement;
+  if (cache->prepared.size() < kMaxCachedStatements) {
+    cache->prepared.emplace(sql, std::move(statement));
+  } else {
+    cache->overflow.push_back(std::move(statement));
+  }
+  return prepared;
+}
 
 absl::Status StatusFromSqlException(const sql::SQLException& error, absl::string_view operation) {
   int code = error.getErrorCode();
@@ -149,7 +207,7 @@ absl::StatusOr<MysqlPool::Slot> MysqlPool::Acquire() {
 }
 
 void MysqlPool::Release(Slot slot, bool broken) {
-  if (broken) slot.connection.reset();  // Close outside the lock.
+  if (broken) slot.Close();  // Outside the lock.
   absl::MutexLock lock(&mu_);
   if (broken) {
     --open_;
@@ -166,33 +224,35 @@ absl::Status MysqlPool::RunOnce(absl::string_view operation, bool transaction,
   absl::StatusOr<Slot> slot = Acquire();
   if (!slot.ok()) return slot.status();
   sql::Connection& connection = *slot->connection;
+  StatementCache& statements = *slot->statements;
+  StatementCache* const outer = leased_statements_;
+  leased_statements_ = &statements;
+  absl::Cleanup end_lease = [&statements, outer] {
+    leased_statements_ = outer;
+    statements.overflow.clear();
+  };
   bool broken = false;
   absl::Status status;
+  // The connection stays in autocommit mode. An explicit transaction costs
+  // two round trips (START TRANSACTION, COMMIT) instead of three.
   try {
-    if (transaction) connection.setAutoCommit(false);
+    if (transaction) statements.Execute("START TRANSACTION");
     status = body(connection);
-    if (transaction) {
-      if (status.ok()) {
-        connection.commit();
-      } else {
-        connection.rollback();
-      }
-      connection.setAutoCommit(true);
-    }
+    if (transaction) statements.Execute(status.ok() ? "COMMIT" : "ROLLBACK");
   } catch (const sql::SQLException& error) {
     status = StatusFromSqlException(error, operation);
     broken = IsConnectionLost(error.getErrorCode());
     *conflict = error.getErrorCode() == kErrorDeadlock || error.getErrorCode() == kErrorLockWaitTimeout;
     if (transaction && !broken) {
       try {
-        connection.rollback();
-        connection.setAutoCommit(true);
+        statements.Execute("ROLLBACK");
       } catch (const sql::SQLException&) {
         broken = true;
       }
     }
     if (broken) spdlog::warn("{}: database connection lost; it will be replaced", operation);
   }
+  std::move(end_lease).Invoke();
   Release(*std::move(slot), broken);
   return status;
 }

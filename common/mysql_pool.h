@@ -6,6 +6,9 @@
 // reconnect stays off, because a silent reconnect drops prepared statements
 // and rolls back the open transaction. A connection that reports a lost
 // server (errors 2006, 2013) is closed and replaced on the next lease.
+// Each connection keeps the statements prepared through PrepareCached, so a
+// repeated query costs one round trip instead of three (prepare, execute,
+// close).
 // Create() must run in main() before other threads use the driver, because
 // the driver's initialisation is not thread-safe.
 #ifndef CRM_COMMON_MYSQL_POOL_H_
@@ -25,7 +28,9 @@
 namespace sql {
 class Connection;
 class Driver;
+class PreparedStatement;
 class SQLException;
+class Statement;
 }  // namespace sql
 
 namespace crm {
@@ -52,6 +57,17 @@ struct MysqlOptions {
 // Maps a connector exception to a canonical status. `operation` names what
 // failed, for the message; the SQL text and bound values are never included.
 absl::Status StatusFromSqlException(const sql::SQLException& error, absl::string_view operation);
+
+// Returns the statement for `sql` prepared on `connection`, preparing it on
+// first use and keeping it until the connection closes. Call it only inside
+// a MysqlPool::Run or RunInTransaction body, with the connection that body
+// received. Bind every parameter before each execution, and drop the result
+// set of one execution before the next execution of the same statement.
+// A connection keeps at most kMaxCachedStatements statements; beyond that a
+// statement lives until the body returns.
+sql::PreparedStatement& PrepareCached(sql::Connection& connection, const std::string& sql);
+
+inline constexpr size_t kMaxCachedStatements = 128;
 
 class MysqlPool {
  public:
@@ -80,9 +96,19 @@ class MysqlPool {
   const MysqlOptions& options() const { return options_; }
 
  private:
+  struct StatementCache;
   struct Slot {
+    Slot();
+    Slot(std::unique_ptr<sql::Connection> connection, absl::Time last_used);
+    Slot(Slot&&);
+    Slot& operator=(Slot&&);
+    ~Slot();
+    // Closes the statements, then the connection that they belong to.
+    void Close();
+
     std::unique_ptr<sql::Connection> connection;
     absl::Time last_used;
+    std::unique_ptr<StatementCache> statements;
   };
 
   MysqlPool(const MysqlOptions& options, sql::Driver* driver);
@@ -94,6 +120,12 @@ class MysqlPool {
   // timeout, which a new attempt may not meet.
   absl::Status RunOnce(absl::string_view operation, bool transaction,
                        absl::FunctionRef<absl::Status(sql::Connection&)> body, bool* conflict);
+
+  friend sql::PreparedStatement& PrepareCached(sql::Connection& connection, const std::string& sql);
+
+  // The statements of the connection that the calling thread has leased,
+  // for PrepareCached; set only while a body runs.
+  static thread_local StatementCache* leased_statements_;
 
   const MysqlOptions options_;
   sql::Driver* const driver_;

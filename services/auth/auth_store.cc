@@ -18,13 +18,15 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
 #include "common/logging.h"
+#include "common/mysql_pool.h"
 #include "common/text.h"
 #include "services/auth/logo.h"
 
 namespace crm::auth {
 namespace {
 
-using Statement = std::unique_ptr<sql::PreparedStatement>;
+// Owned by the connection's statement cache (see PrepareCached).
+using Statement = sql::PreparedStatement*;
 using Rows = std::unique_ptr<sql::ResultSet>;
 
 constexpr size_t kMaxOrganizationNameChars = 200;
@@ -68,7 +70,7 @@ struct AppRow {
 };
 
 Statement Prepare(sql::Connection& connection, absl::string_view sql) {
-  return Statement(connection.prepareStatement(std::string(sql)));
+  return &PrepareCached(connection, std::string(sql));
 }
 
 AppRow ReadApp(sql::ResultSet& rows) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/mysql_pool.h"
 #include "services/crm/record_rows.h"
 
 namespace crm::data {
@@ -61,6 +62,15 @@ void BindMatch(const ColumnField& column, const ModuleSchema& target, uint64_t i
 
 }  // namespace
 
+bool SetsAnyReference(const ModuleSchema& schema, const Message& record) {
+  for (const ColumnField& column : schema.columns) {
+    if (column.rules.has_reference() && !std::holds_alternative<std::monostate>(ColumnValue(column, record))) {
+      return true;
+    }
+  }
+  return false;
+}
+
 absl::Status CheckReferences(sql::Connection& connection, const ModuleSchema& schema, uint64_t organization_id,
                              const Message& record, const Message* previous) {
   for (const ColumnField& column : schema.columns) {
@@ -78,11 +88,11 @@ absl::Status CheckReferences(sql::Connection& connection, const ModuleSchema& sc
                      referenced == nullptr ? "a record" : absl::StrCat("a ", referenced->resource->name()),
                      " of this organization"));
     if (referenced == nullptr) return missing;
-    std::unique_ptr<sql::PreparedStatement> select(connection.prepareStatement(
-        absl::StrCat("SELECT 1 FROM ", referenced->table, " WHERE organization_id = ? AND id = ? LOCK IN SHARE MODE")));
-    select->setUInt64(1, organization_id);
-    select->setUInt64(2, std::get<uint64_t>(id));
-    std::unique_ptr<sql::ResultSet> row(select->executeQuery());
+    sql::PreparedStatement& select = PrepareCached(connection,
+        absl::StrCat("SELECT 1 FROM ", referenced->table, " WHERE organization_id = ? AND id = ? LOCK IN SHARE MODE"));
+    select.setUInt64(1, organization_id);
+    select.setUInt64(2, std::get<uint64_t>(id));
+    std::unique_ptr<sql::ResultSet> row(select.executeQuery());
     if (!row->next()) return missing;
   }
   return absl::OkStatus();
@@ -95,12 +105,12 @@ absl::Status ApplyDeleteRules(sql::Connection& connection, const ModuleSchema& t
   // Every restriction is checked before anything is cleared.
   for (const InboundReference& reference : references) {
     if (reference.column->rules.reference().on_delete() != crm::data::v1::DELETE_RULE_RESTRICT) continue;
-    std::unique_ptr<sql::PreparedStatement> select(connection.prepareStatement(
+    sql::PreparedStatement& select = PrepareCached(connection,
         absl::StrCat("SELECT id FROM ", reference.referring->table, " WHERE organization_id = ? AND ",
-                     MatchReference(*reference.column), " LIMIT 1 LOCK IN SHARE MODE")));
-    select->setUInt64(1, organization_id);
-    BindMatch(*reference.column, target, id, 2, select.get());
-    std::unique_ptr<sql::ResultSet> row(select->executeQuery());
+                     MatchReference(*reference.column), " LIMIT 1 LOCK IN SHARE MODE"));
+    select.setUInt64(1, organization_id);
+    BindMatch(*reference.column, target, id, 2, &select);
+    std::unique_ptr<sql::ResultSet> row(select.executeQuery());
     if (row->next()) {
       return absl::FailedPreconditionError(absl::StrCat(
           target.resource->name(), " ", id, " cannot be deleted while ", reference.referring->resource->name(), " ",
@@ -116,14 +126,14 @@ absl::Status ApplyDeleteRules(sql::Connection& connection, const ModuleSchema& t
     if (column.reference_module_field != nullptr) {
       absl::StrAppend(&assignments, ", ", column.reference_module_field->name(), " = 0");
     }
-    std::unique_ptr<sql::PreparedStatement> clear(connection.prepareStatement(
+    sql::PreparedStatement& clear = PrepareCached(connection,
         absl::StrCat("UPDATE ", reference.referring->table, " SET ", assignments,
                      ", revision = revision + 1, update_time = ? WHERE organization_id = ? AND ",
-                     MatchReference(column))));
-    clear->setString(1, now);
-    clear->setUInt64(2, organization_id);
-    BindMatch(column, target, id, 3, clear.get());
-    clear->executeUpdate();
+                     MatchReference(column)));
+    clear.setString(1, now);
+    clear.setUInt64(2, organization_id);
+    BindMatch(column, target, id, 3, &clear);
+    clear.executeUpdate();
   }
   return absl::OkStatus();
 }

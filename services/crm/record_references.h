@@ -27,6 +27,10 @@ namespace crm::data {
 absl::Status CheckReferences(sql::Connection& connection, const ModuleSchema& schema, uint64_t organization_id,
                              const google::protobuf::Message& record, const google::protobuf::Message* previous);
 
+// Returns whether `record` sets any reference field, that is whether
+// CheckReferences would read another row.
+bool SetsAnyReference(const ModuleSchema& schema, const google::protobuf::Message& record);
+
 // Applies the delete rules of all references to record `id` of `target`.
 // Returns FAILED_PRECONDITION when a DELETE_RULE_RESTRICT reference to it
 // exists. Otherwise clears every DELETE_RULE_CLEAR reference and its module

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/mysql_pool.h"
 #include "services/crm/filter.h"
 #include "services/crm/list_query.h"
 #include "services/crm/record_references.h"
@@ -108,12 +109,12 @@ void CopyField(const FieldDescriptor* field, const Message& from, Message* to) {
 // Reads record `id` into `out` and locks its row until the transaction ends.
 absl::Status LockRecord(sql::Connection& connection, const ModuleSchema& schema, uint64_t organization_id,
                         uint64_t id, Message* out) {
-  std::unique_ptr<sql::PreparedStatement> select(connection.prepareStatement(
+  sql::PreparedStatement& select = PrepareCached(connection,
       absl::StrCat("SELECT ", SelectList(schema), " FROM ", schema.table,
-                   " WHERE organization_id = ? AND id = ? FOR UPDATE")));
-  select->setUInt64(1, organization_id);
-  select->setUInt64(2, id);
-  std::unique_ptr<sql::ResultSet> row(select->executeQuery());
+                   " WHERE organization_id = ? AND id = ? FOR UPDATE"));
+  select.setUInt64(1, organization_id);
+  select.setUInt64(2, id);
+  std::unique_ptr<sql::ResultSet> row(select.executeQuery());
   if (!row->next()) return NotFound(schema, std::to_string(id));
   out->Clear();
   return ReadRecord(schema, *row, out);
@@ -137,14 +138,14 @@ absl::Status InsertRecord(sql::Connection& connection, const ModuleSchema& schem
                   Message* resource) {
   std::vector<std::string> names = {"organization_id", "create_time", "update_time"};
   for (const ColumnField& column : schema.columns) names.push_back(column.field->name());
-  std::unique_ptr<sql::PreparedStatement> insert(connection.prepareStatement(
+  sql::PreparedStatement& insert = PrepareCached(connection,
       absl::StrCat("INSERT INTO ", schema.table, " (", absl::StrJoin(names, ", "), ") VALUES (",
-                   absl::StrJoin(std::vector<std::string>(names.size(), "?"), ", "), ")")));
-  insert->setUInt64(1, organization_id);
-  insert->setString(2, FormatSqlTime(now));
-  insert->setString(3, FormatSqlTime(now));
-  BindColumns(schema, *resource, insert.get(), 4);
-  insert->executeUpdate();
+                   absl::StrJoin(std::vector<std::string>(names.size(), "?"), ", "), ")"));
+  insert.setUInt64(1, organization_id);
+  insert.setString(2, FormatSqlTime(now));
+  insert.setString(3, FormatSqlTime(now));
+  BindColumns(schema, *resource, &insert, 4);
+  insert.executeUpdate();
   std::unique_ptr<sql::Statement> query(connection.createStatement());
   std::unique_ptr<sql::ResultSet> last(query->executeQuery("SELECT LAST_INSERT_ID()"));
   if (!last->next()) return absl::InternalError("LAST_INSERT_ID() returned no row");
@@ -168,14 +169,14 @@ absl::Status WriteRecord(sql::Connection& connection, const ModuleSchema& schema
 
   std::vector<std::string> assignments = {"update_time = ?", "revision = revision + 1"};
   for (const ColumnField& column : schema.columns) assignments.push_back(absl::StrCat(column.field->name(), " = ?"));
-  std::unique_ptr<sql::PreparedStatement> update(connection.prepareStatement(
+  sql::PreparedStatement& update = PrepareCached(connection,
       absl::StrCat("UPDATE ", schema.table, " SET ", absl::StrJoin(assignments, ", "),
-                   " WHERE organization_id = ? AND id = ?")));
-  update->setString(1, FormatSqlTime(now));
-  int next = BindColumns(schema, *record, update.get(), 2);
-  update->setUInt64(next, organization_id);
-  update->setUInt64(next + 1, id);
-  update->executeUpdate();
+                   " WHERE organization_id = ? AND id = ?"));
+  update.setString(1, FormatSqlTime(now));
+  int next = BindColumns(schema, *record, &update, 2);
+  update.setUInt64(next, organization_id);
+  update.setUInt64(next + 1, id);
+  update.executeUpdate();
 
   SetTimeField(now, kUpdateTimeField, record);
   reflection->SetString(record, Field(*record, kEtagField), FormatEtag(*revision + 1));
@@ -219,27 +220,35 @@ absl::Status RecordStore::Create(const ModuleSchema& schema, uint64_t organizati
   ApplyCreateDefaults(schema, resource);
   if (absl::Status status = ValidateResource(schema, *resource); !status.ok()) return status;
   absl::Time now = Now();
+  std::string operation = absl::StrCat("Create ", schema.resource->name());
 
-  return pool_->RunInTransaction(absl::StrCat("Create ", schema.resource->name()), [&](sql::Connection& connection) {
+  if (canonical_request_id.empty() && !SetsAnyReference(schema, *resource)) {
+    // One INSERT is atomic on its own, so autocommit saves the round trips
+    // of a transaction.
+    return pool_->Run(operation, [&](sql::Connection& connection) {
+      return InsertRecord(connection, schema, organization_id, now, resource);
+    });
+  }
+  return pool_->RunInTransaction(operation, [&](sql::Connection& connection) {
     if (!canonical_request_id.empty()) {
       // Claims the request id. A concurrent create with the same id blocks
       // here until this transaction ends, and then finds the record id.
       // TODO: prune old create_requests rows; nothing deletes them yet.
-      std::unique_ptr<sql::PreparedStatement> claim(connection.prepareStatement(
+      sql::PreparedStatement& claim = PrepareCached(connection,
           "INSERT INTO create_requests (organization_id, module, request_id, record_id, create_time) "
-          "VALUES (?, ?, ?, 0, ?) ON DUPLICATE KEY UPDATE record_id = record_id"));
-      claim->setUInt64(1, organization_id);
-      claim->setInt(2, schema.module);
-      claim->setString(3, canonical_request_id);
-      claim->setString(4, FormatSqlTime(now));
-      claim->executeUpdate();
-      std::unique_ptr<sql::PreparedStatement> select(connection.prepareStatement(
+          "VALUES (?, ?, ?, 0, ?) ON DUPLICATE KEY UPDATE record_id = record_id");
+      claim.setUInt64(1, organization_id);
+      claim.setInt(2, schema.module);
+      claim.setString(3, canonical_request_id);
+      claim.setString(4, FormatSqlTime(now));
+      claim.executeUpdate();
+      sql::PreparedStatement& select = PrepareCached(connection,
           "SELECT record_id FROM create_requests WHERE organization_id = ? AND module = ? AND request_id = ? "
-          "FOR UPDATE"));
-      select->setUInt64(1, organization_id);
-      select->setInt(2, schema.module);
-      select->setString(3, canonical_request_id);
-      std::unique_ptr<sql::ResultSet> row(select->executeQuery());
+          "FOR UPDATE");
+      select.setUInt64(1, organization_id);
+      select.setInt(2, schema.module);
+      select.setString(3, canonical_request_id);
+      std::unique_ptr<sql::ResultSet> row(select.executeQuery());
       uint64_t earlier_id = row->next() ? row->getUInt64(1) : 0;
       if (earlier_id != 0) {
         absl::Status status = LockRecord(connection, schema, organization_id, earlier_id, resource);
@@ -255,13 +264,13 @@ absl::Status RecordStore::Create(const ModuleSchema& schema, uint64_t organizati
       return status;
     }
     if (!canonical_request_id.empty()) {
-      std::unique_ptr<sql::PreparedStatement> record(connection.prepareStatement(
-          "UPDATE create_requests SET record_id = ? WHERE organization_id = ? AND module = ? AND request_id = ?"));
-      record->setUInt64(1, RecordIdOf(schema, *resource));
-      record->setUInt64(2, organization_id);
-      record->setInt(3, schema.module);
-      record->setString(4, canonical_request_id);
-      record->executeUpdate();
+      sql::PreparedStatement& record = PrepareCached(connection,
+          "UPDATE create_requests SET record_id = ? WHERE organization_id = ? AND module = ? AND request_id = ?");
+      record.setUInt64(1, RecordIdOf(schema, *resource));
+      record.setUInt64(2, organization_id);
+      record.setInt(3, schema.module);
+      record.setString(4, canonical_request_id);
+      record.executeUpdate();
     }
     return absl::OkStatus();
   });
@@ -274,10 +283,10 @@ absl::Status RecordStore::Get(const ModuleSchema& schema, uint64_t organization_
   std::string sql =
       absl::StrCat("SELECT ", SelectList(schema), " FROM ", schema.table, " WHERE organization_id = ? AND id = ?");
   return pool_->Run(absl::StrCat("Get ", schema.resource->name()), [&](sql::Connection& connection) {
-    std::unique_ptr<sql::PreparedStatement> select(connection.prepareStatement(sql));
-    select->setUInt64(1, organization_id);
-    select->setUInt64(2, record_id);
-    std::unique_ptr<sql::ResultSet> row(select->executeQuery());
+    sql::PreparedStatement& select = PrepareCached(connection, sql);
+    select.setUInt64(1, organization_id);
+    select.setUInt64(2, record_id);
+    std::unique_ptr<sql::ResultSet> row(select.executeQuery());
     if (!row->next()) return NotFound(schema, id);
     return ReadRecord(schema, *row, out);
   });
@@ -316,14 +325,14 @@ absl::Status RecordStore::List(const ModuleSchema& schema, uint64_t organization
 
   next_page_token->clear();
   return pool_->Run(absl::StrCat("List ", schema.resource->name()), [&](sql::Connection& connection) {
-    std::unique_ptr<sql::PreparedStatement> select(connection.prepareStatement(sql));
+    sql::PreparedStatement& select = PrepareCached(connection, sql);
     int index = 1;
-    select->setUInt64(index++, organization_id);
+    select.setUInt64(index++, organization_id);
     for (const SqlCondition& condition : conditions) {
-      for (const SqlValue& value : condition.params) BindSqlValue(value, index++, select.get());
+      for (const SqlValue& value : condition.params) BindSqlValue(value, index++, &select);
     }
-    select->setInt(index, page_size + 1);
-    std::unique_ptr<sql::ResultSet> rows(select->executeQuery());
+    select.setInt(index, page_size + 1);
+    std::unique_ptr<sql::ResultSet> rows(select.executeQuery());
     int count = 0;
     const Message* last = nullptr;
     while (rows->next()) {
@@ -386,11 +395,11 @@ absl::Status RecordStore::Delete(const ModuleSchema& schema, uint64_t organizati
   if (!expected_revision.ok()) return expected_revision.status();
 
   return pool_->RunInTransaction(absl::StrCat("Delete ", schema.resource->name()), [&](sql::Connection& connection) {
-    std::unique_ptr<sql::PreparedStatement> lock(connection.prepareStatement(
-        absl::StrCat("SELECT revision FROM ", schema.table, " WHERE organization_id = ? AND id = ? FOR UPDATE")));
-    lock->setUInt64(1, organization_id);
-    lock->setUInt64(2, record_id);
-    std::unique_ptr<sql::ResultSet> row(lock->executeQuery());
+    sql::PreparedStatement& lock = PrepareCached(connection,
+        absl::StrCat("SELECT revision FROM ", schema.table, " WHERE organization_id = ? AND id = ? FOR UPDATE"));
+    lock.setUInt64(1, organization_id);
+    lock.setUInt64(2, record_id);
+    std::unique_ptr<sql::ResultSet> row(lock.executeQuery());
     if (!row->next()) return NotFound(schema, id);
     if (expected_revision->has_value() && row->getUInt64(1) != **expected_revision) return StaleEtag(schema, id);
 
@@ -398,11 +407,11 @@ absl::Status RecordStore::Delete(const ModuleSchema& schema, uint64_t organizati
         !status.ok()) {
       return status;
     }
-    std::unique_ptr<sql::PreparedStatement> remove(connection.prepareStatement(
-        absl::StrCat("DELETE FROM ", schema.table, " WHERE organization_id = ? AND id = ?")));
-    remove->setUInt64(1, organization_id);
-    remove->setUInt64(2, record_id);
-    remove->executeUpdate();
+    sql::PreparedStatement& remove = PrepareCached(connection,
+        absl::StrCat("DELETE FROM ", schema.table, " WHERE organization_id = ? AND id = ?"));
+    remove.setUInt64(1, organization_id);
+    remove.setUInt64(2, record_id);
+    remove.executeUpdate();
     return absl::OkStatus();
   });
 }
