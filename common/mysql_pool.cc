@@ -12,6 +12,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 
@@ -123,6 +124,13 @@ absl::StatusOr<std::unique_ptr<MysqlPool>> MysqlPool::Create(const MysqlOptions&
   std::unique_ptr<MysqlPool> pool(new MysqlPool(options, driver));
   absl::StatusOr<std::unique_ptr<sql::Connection>> first = pool->Connect();
   if (!first.ok()) return first.status();
+  try {
+    std::unique_ptr<sql::Statement> statement((*first)->createStatement());
+    std::unique_ptr<sql::ResultSet> version(statement->executeQuery("SELECT VERSION()"));
+    pool->is_mariadb_ = version->next() && absl::StrContains(version->getString(1).asStdString(), "MariaDB");
+  } catch (const sql::SQLException& error) {
+    return StatusFromSqlException(error, "reading the database version");
+  }
   absl::MutexLock lock(&pool->mu_);
   pool->idle_.push_back(Slot{*std::move(first), absl::Now()});
   pool->open_ = 1;

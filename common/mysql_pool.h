@@ -95,6 +95,11 @@ class MysqlPool {
 
   const MysqlOptions& options() const { return options_; }
 
+  // Returns whether the server is MariaDB, read from VERSION() when the
+  // pool opened its first connection. MariaDB extends some statements,
+  // such as INSERT ... RETURNING.
+  bool is_mariadb() const { return is_mariadb_; }
+
  private:
   struct StatementCache;
   struct Slot {
@@ -129,6 +134,7 @@ class MysqlPool {
 
   const MysqlOptions options_;
   sql::Driver* const driver_;
+  bool is_mariadb_ = false;
 
   absl::Mutex mu_;
   std::vector<Slot> idle_ ABSL_GUARDED_BY(mu_);

@@ -134,24 +134,34 @@ uint64_t RecordIdOf(const ModuleSchema& schema, const Message& record) {
 }
 
 // Inserts `resource`, already validated, and sets its id, times and etag.
-absl::Status InsertRecord(sql::Connection& connection, const ModuleSchema& schema, uint64_t organization_id, absl::Time now,
-                  Message* resource) {
+// With `returning`, the INSERT itself returns the id (MariaDB).
+absl::Status InsertRecord(sql::Connection& connection, const ModuleSchema& schema, uint64_t organization_id,
+                          absl::Time now, bool returning, Message* resource) {
   std::vector<std::string> names = {"organization_id", "create_time", "update_time"};
   for (const ColumnField& column : schema.columns) names.push_back(column.field->name());
   sql::PreparedStatement& insert = PrepareCached(connection,
       absl::StrCat("INSERT INTO ", schema.table, " (", absl::StrJoin(names, ", "), ") VALUES (",
-                   absl::StrJoin(std::vector<std::string>(names.size(), "?"), ", "), ")"));
+                   absl::StrJoin(std::vector<std::string>(names.size(), "?"), ", "), ")",
+                   returning ? " RETURNING id" : ""));
   insert.setUInt64(1, organization_id);
   insert.setString(2, FormatSqlTime(now));
   insert.setString(3, FormatSqlTime(now));
   BindColumns(schema, *resource, &insert, 4);
-  insert.executeUpdate();
-  std::unique_ptr<sql::Statement> query(connection.createStatement());
-  std::unique_ptr<sql::ResultSet> last(query->executeQuery("SELECT LAST_INSERT_ID()"));
-  if (!last->next()) return absl::InternalError("LAST_INSERT_ID() returned no row");
+  uint64_t id = 0;
+  if (returning) {
+    std::unique_ptr<sql::ResultSet> row(insert.executeQuery());
+    if (!row->next()) return absl::InternalError("INSERT ... RETURNING id returned no row");
+    id = row->getUInt64(1);
+  } else {
+    insert.executeUpdate();
+    std::unique_ptr<sql::Statement> query(connection.createStatement());
+    std::unique_ptr<sql::ResultSet> last(query->executeQuery("SELECT LAST_INSERT_ID()"));
+    if (!last->next()) return absl::InternalError("LAST_INSERT_ID() returned no row");
+    id = last->getUInt64(1);
+  }
 
   const Reflection* reflection = resource->GetReflection();
-  reflection->SetString(resource, Field(*resource, kIdField), std::to_string(last->getUInt64(1)));
+  reflection->SetString(resource, Field(*resource, kIdField), std::to_string(id));
   SetTimeField(now, kCreateTimeField, resource);
   SetTimeField(now, kUpdateTimeField, resource);
   reflection->SetString(resource, Field(*resource, kEtagField), FormatEtag(1));
@@ -185,13 +195,13 @@ absl::Status WriteRecord(sql::Connection& connection, const ModuleSchema& schema
 
 // Applies create defaults, validates and checks references, then inserts.
 absl::Status CreateInTransaction(sql::Connection& connection, const ModuleSchema& schema, uint64_t organization_id,
-                                 absl::Time now, Message* resource) {
+                                 absl::Time now, bool returning, Message* resource) {
   ApplyCreateDefaults(schema, resource);
   if (absl::Status status = ValidateResource(schema, *resource); !status.ok()) return status;
   if (absl::Status status = CheckReferences(connection, schema, organization_id, *resource, nullptr); !status.ok()) {
     return status;
   }
-  return InsertRecord(connection, schema, organization_id, now, resource);
+  return InsertRecord(connection, schema, organization_id, now, returning, resource);
 }
 
 // The fingerprint input of a List page token. Lengths delimit the filter
@@ -204,7 +214,10 @@ std::string ListRequestScope(absl::string_view method, uint64_t organization_id,
 }  // namespace
 
 RecordStore::RecordStore(MysqlPool* pool, PageTokenCodec page_tokens, Clock clock)
-    : pool_(pool), page_tokens_(std::move(page_tokens)), clock_(std::move(clock)) {}
+    : pool_(pool),
+      page_tokens_(std::move(page_tokens)),
+      clock_(std::move(clock)),
+      insert_returning_(pool->is_mariadb()) {}
 
 absl::Time RecordStore::Now() const { return absl::FromUnixMicros(absl::ToUnixMicros(clock_())); }
 
@@ -226,7 +239,7 @@ absl::Status RecordStore::Create(const ModuleSchema& schema, uint64_t organizati
     // One INSERT is atomic on its own, so autocommit saves the round trips
     // of a transaction.
     return pool_->Run(operation, [&](sql::Connection& connection) {
-      return InsertRecord(connection, schema, organization_id, now, resource);
+      return InsertRecord(connection, schema, organization_id, now, insert_returning_, resource);
     });
   }
   return pool_->RunInTransaction(operation, [&](sql::Connection& connection) {
@@ -260,7 +273,9 @@ absl::Status RecordStore::Create(const ModuleSchema& schema, uint64_t organizati
       }
     }
 
-    if (absl::Status status = CreateInTransaction(connection, schema, organization_id, now, resource); !status.ok()) {
+    if (absl::Status status =
+            CreateInTransaction(connection, schema, organization_id, now, insert_returning_, resource);
+        !status.ok()) {
       return status;
     }
     if (!canonical_request_id.empty()) {
@@ -449,7 +464,7 @@ absl::Status RecordStore::ConvertLead(uint64_t organization_id, const crm::data:
       account.set_phone(lead.phone());
     }
     ClearOutputOnlyFields(&account);
-    if (absl::Status status = CreateInTransaction(connection, accounts, organization_id, now, &account);
+    if (absl::Status status = CreateInTransaction(connection, accounts, organization_id, now, insert_returning_, &account);
         !status.ok()) {
       return InRecord("account", status);
     }
@@ -466,7 +481,7 @@ absl::Status RecordStore::ConvertLead(uint64_t organization_id, const crm::data:
     }
     ClearOutputOnlyFields(&contact);
     contact.set_account_id(account.id());
-    if (absl::Status status = CreateInTransaction(connection, contacts, organization_id, now, &contact);
+    if (absl::Status status = CreateInTransaction(connection, contacts, organization_id, now, insert_returning_, &contact);
         !status.ok()) {
       return InRecord("contact", status);
     }
@@ -477,7 +492,7 @@ absl::Status RecordStore::ConvertLead(uint64_t organization_id, const crm::data:
       ClearOutputOnlyFields(&opportunity);
       opportunity.set_account_id(account.id());
       if (opportunity.name().empty()) opportunity.set_name(account.name());
-      if (absl::Status status = CreateInTransaction(connection, opportunities, organization_id, now, &opportunity);
+      if (absl::Status status = CreateInTransaction(connection, opportunities, organization_id, now, insert_returning_, &opportunity);
           !status.ok()) {
         return InRecord("opportunity", status);
       }

@@ -38,6 +38,12 @@ class RecordStore {
 
   RecordStore(MysqlPool* pool, PageTokenCodec page_tokens, Clock clock = absl::Now);
 
+  // Chooses how a create reads the new record's id: true uses MariaDB's
+  // INSERT ... RETURNING (one round trip), false a separate
+  // SELECT LAST_INSERT_ID(), which every MySQL-protocol server supports.
+  // The default is true on MariaDB.
+  void set_insert_returning(bool enabled) { insert_returning_ = enabled; }
+
   // Validates `resource`, applies create defaults, checks its references,
   // stores it and sets the output-only fields on it. With a `request_id`
   // (a UUID) already used for this module and organization, stores nothing
@@ -83,6 +89,7 @@ class RecordStore {
   MysqlPool* const pool_;
   const PageTokenCodec page_tokens_;
   const Clock clock_;
+  bool insert_returning_;
 };
 
 }  // namespace crm::data
