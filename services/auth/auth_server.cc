@@ -3,6 +3,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <google/protobuf/util/time_util.h>
 
 #include <chrono>
 #include <iterator>
@@ -86,9 +87,9 @@ class CallLog {
   std::string app_id_ = "-";
 };
 
-// Returns the organization of the admin key in the call's `authorization`
-// metadata.
-absl::StatusOr<uint64_t> AuthenticateAdmin(const grpc::ServerContext& context, AuthStore& store) {
+// Returns the organization and key id of the admin key in the call's
+// `authorization` metadata.
+absl::StatusOr<AdminCaller> AuthenticateAdmin(const grpc::ServerContext& context, AuthStore& store) {
   const auto& metadata = context.client_metadata();
   auto [first, end] = metadata.equal_range("authorization");
   if (first != end && std::next(first) != end) {
@@ -99,7 +100,7 @@ absl::StatusOr<uint64_t> AuthenticateAdmin(const grpc::ServerContext& context, A
   absl::string_view admin_key;
   absl::Status parsed = ParseBearer(header, &admin_key);
   if (!parsed.ok()) return parsed;
-  return store.AuthenticateAdminKey(admin_key);
+  return store.AuthenticateAdmin(admin_key);
 }
 
 }  // namespace
@@ -108,11 +109,11 @@ grpc::Status PrivateAppServiceImpl::CreatePrivateApp(grpc::ServerContext* contex
                                                      const v1::CreatePrivateAppRequest* request,
                                                      v1::CreatePrivateAppResponse* response) {
   CallLog log("PrivateAppService/CreatePrivateApp", *context);
-  absl::StatusOr<uint64_t> organization_id = AuthenticateAdmin(*context, *store_);
-  if (!organization_id.ok()) return log.Finish(organization_id.status());
-  log.set_organization_id(*organization_id);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  if (!caller.ok()) return log.Finish(caller.status());
+  log.set_organization_id(caller->organization_id);
 
-  absl::StatusOr<v1::CreatePrivateAppResponse> result = store_->CreatePrivateApp(*organization_id, *request);
+  absl::StatusOr<v1::CreatePrivateAppResponse> result = store_->CreatePrivateApp(*caller, *request);
   if (result.ok()) log.set_app_id(result->private_app().id());
   return log.Finish(std::move(result), response);
 }
@@ -121,65 +122,118 @@ grpc::Status PrivateAppServiceImpl::GetPrivateApp(grpc::ServerContext* context,
                                                   const v1::GetPrivateAppRequest* request,
                                                   v1::GetPrivateAppResponse* response) {
   CallLog log("PrivateAppService/GetPrivateApp", *context);
-  absl::StatusOr<uint64_t> organization_id = AuthenticateAdmin(*context, *store_);
-  if (!organization_id.ok()) return log.Finish(organization_id.status());
-  log.set_organization_id(*organization_id);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  if (!caller.ok()) return log.Finish(caller.status());
+  log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
-  return log.Finish(store_->GetPrivateApp(*organization_id, *request), response);
+  return log.Finish(store_->GetPrivateApp(*caller, *request), response);
 }
 
 grpc::Status PrivateAppServiceImpl::ListPrivateApps(grpc::ServerContext* context,
                                                     const v1::ListPrivateAppsRequest* request,
                                                     v1::ListPrivateAppsResponse* response) {
   CallLog log("PrivateAppService/ListPrivateApps", *context);
-  absl::StatusOr<uint64_t> organization_id = AuthenticateAdmin(*context, *store_);
-  if (!organization_id.ok()) return log.Finish(organization_id.status());
-  log.set_organization_id(*organization_id);
-  return log.Finish(store_->ListPrivateApps(*organization_id, *request), response);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  if (!caller.ok()) return log.Finish(caller.status());
+  log.set_organization_id(caller->organization_id);
+  return log.Finish(store_->ListPrivateApps(*caller, *request), response);
 }
 
 grpc::Status PrivateAppServiceImpl::UpdatePrivateApp(grpc::ServerContext* context,
                                                      const v1::UpdatePrivateAppRequest* request,
                                                      v1::UpdatePrivateAppResponse* response) {
   CallLog log("PrivateAppService/UpdatePrivateApp", *context);
-  absl::StatusOr<uint64_t> organization_id = AuthenticateAdmin(*context, *store_);
-  if (!organization_id.ok()) return log.Finish(organization_id.status());
-  log.set_organization_id(*organization_id);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  if (!caller.ok()) return log.Finish(caller.status());
+  log.set_organization_id(caller->organization_id);
   log.set_app_id(request->private_app().id());
-  return log.Finish(store_->UpdatePrivateApp(*organization_id, *request), response);
+  return log.Finish(store_->UpdatePrivateApp(*caller, *request), response);
 }
 
 grpc::Status PrivateAppServiceImpl::DeletePrivateApp(grpc::ServerContext* context,
                                                      const v1::DeletePrivateAppRequest* request,
                                                      v1::DeletePrivateAppResponse* response) {
   CallLog log("PrivateAppService/DeletePrivateApp", *context);
-  absl::StatusOr<uint64_t> organization_id = AuthenticateAdmin(*context, *store_);
-  if (!organization_id.ok()) return log.Finish(organization_id.status());
-  log.set_organization_id(*organization_id);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  if (!caller.ok()) return log.Finish(caller.status());
+  log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
-  return log.Finish(store_->DeletePrivateApp(*organization_id, *request), response);
+  return log.Finish(store_->DeletePrivateApp(*caller, *request), response);
 }
 
 grpc::Status PrivateAppServiceImpl::GetAccessToken(grpc::ServerContext* context,
                                                    const v1::GetAccessTokenRequest* request,
                                                    v1::GetAccessTokenResponse* response) {
   CallLog log("PrivateAppService/GetAccessToken", *context);
-  absl::StatusOr<uint64_t> organization_id = AuthenticateAdmin(*context, *store_);
-  if (!organization_id.ok()) return log.Finish(organization_id.status());
-  log.set_organization_id(*organization_id);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  if (!caller.ok()) return log.Finish(caller.status());
+  log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
-  return log.Finish(store_->GetAccessToken(*organization_id, *request), response);
+  return log.Finish(store_->GetAccessToken(*caller, *request), response);
 }
 
 grpc::Status PrivateAppServiceImpl::RotateAccessToken(grpc::ServerContext* context,
                                                       const v1::RotateAccessTokenRequest* request,
                                                       v1::RotateAccessTokenResponse* response) {
   CallLog log("PrivateAppService/RotateAccessToken", *context);
-  absl::StatusOr<uint64_t> organization_id = AuthenticateAdmin(*context, *store_);
-  if (!organization_id.ok()) return log.Finish(organization_id.status());
-  log.set_organization_id(*organization_id);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  if (!caller.ok()) return log.Finish(caller.status());
+  log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
-  return log.Finish(store_->RotateAccessToken(*organization_id, *request), response);
+  return log.Finish(store_->RotateAccessToken(*caller, *request), response);
+}
+
+grpc::Status PrivateAppServiceImpl::EndAccessTokenOverlap(grpc::ServerContext* context,
+                                                          const v1::EndAccessTokenOverlapRequest* request,
+                                                          v1::EndAccessTokenOverlapResponse* response) {
+  CallLog log("PrivateAppService/EndAccessTokenOverlap", *context);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  if (!caller.ok()) return log.Finish(caller.status());
+  log.set_organization_id(caller->organization_id);
+  log.set_app_id(request->id());
+  return log.Finish(store_->EndAccessTokenOverlap(*caller, *request), response);
+}
+
+grpc::Status PrivateAppServiceImpl::CancelAccessTokenRotation(grpc::ServerContext* context,
+                                                              const v1::CancelAccessTokenRotationRequest* request,
+                                                              v1::CancelAccessTokenRotationResponse* response) {
+  CallLog log("PrivateAppService/CancelAccessTokenRotation", *context);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  if (!caller.ok()) return log.Finish(caller.status());
+  log.set_organization_id(caller->organization_id);
+  log.set_app_id(request->id());
+  return log.Finish(store_->CancelAccessTokenRotation(*caller, *request), response);
+}
+
+grpc::Status PrivateAppServiceImpl::ListAuditEvents(grpc::ServerContext* context,
+                                                    const v1::ListAuditEventsRequest* request,
+                                                    v1::ListAuditEventsResponse* response) {
+  CallLog log("PrivateAppService/ListAuditEvents", *context);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  if (!caller.ok()) return log.Finish(caller.status());
+  log.set_organization_id(caller->organization_id);
+  log.set_app_id(request->app_id());
+  return log.Finish(store_->ListAuditEvents(*caller, *request), response);
+}
+
+grpc::Status PrivateAppServiceImpl::GetOrganizationPolicy(grpc::ServerContext* context,
+                                                          const v1::GetOrganizationPolicyRequest* request,
+                                                          v1::GetOrganizationPolicyResponse* response) {
+  CallLog log("PrivateAppService/GetOrganizationPolicy", *context);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  if (!caller.ok()) return log.Finish(caller.status());
+  log.set_organization_id(caller->organization_id);
+  return log.Finish(store_->GetOrganizationPolicy(*caller, *request), response);
+}
+
+grpc::Status PrivateAppServiceImpl::UpdateOrganizationPolicy(grpc::ServerContext* context,
+                                                             const v1::UpdateOrganizationPolicyRequest* request,
+                                                             v1::UpdateOrganizationPolicyResponse* response) {
+  CallLog log("PrivateAppService/UpdateOrganizationPolicy", *context);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  if (!caller.ok()) return log.Finish(caller.status());
+  log.set_organization_id(caller->organization_id);
+  return log.Finish(store_->UpdateOrganizationPolicy(*caller, *request), response);
 }
 
 grpc::Status TokenServiceImpl::CheckToken(grpc::ServerContext* context, const v1::CheckTokenRequest* request,
@@ -194,7 +248,19 @@ grpc::Status TokenServiceImpl::CheckToken(grpc::ServerContext* context, const v1
   response->set_app_id(absl::StrCat(claims->app_id));
   ScopeMaskToProto(claims->scopes, response->mutable_scopes());
   response->set_invalidation_sequence(claims->invalidation_sequence);
+  response->set_token_id(absl::StrCat(claims->token_id));
+  if (claims->expire_time != absl::InfiniteFuture()) {
+    *response->mutable_expire_time() =
+        google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(claims->expire_time));
+  }
   return log.Finish(absl::OkStatus());
+}
+
+grpc::Status TokenServiceImpl::ReportTokenUsage(grpc::ServerContext* context,
+                                                const v1::ReportTokenUsageRequest* request,
+                                                v1::ReportTokenUsageResponse* response) {
+  CallLog log("TokenService/ReportTokenUsage", *context);
+  return log.Finish(store_->ReportTokenUsage(*request));
 }
 
 grpc::ServerWriteReactor<v1::WatchInvalidationsResponse>* TokenServiceImpl::WatchInvalidations(

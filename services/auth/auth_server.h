@@ -58,6 +58,18 @@ class PrivateAppServiceImpl final : public v1::PrivateAppService::Service {
                               v1::GetAccessTokenResponse* response) override;
   grpc::Status RotateAccessToken(grpc::ServerContext* context, const v1::RotateAccessTokenRequest* request,
                                  v1::RotateAccessTokenResponse* response) override;
+  grpc::Status EndAccessTokenOverlap(grpc::ServerContext* context, const v1::EndAccessTokenOverlapRequest* request,
+                                     v1::EndAccessTokenOverlapResponse* response) override;
+  grpc::Status CancelAccessTokenRotation(grpc::ServerContext* context,
+                                         const v1::CancelAccessTokenRotationRequest* request,
+                                         v1::CancelAccessTokenRotationResponse* response) override;
+  grpc::Status ListAuditEvents(grpc::ServerContext* context, const v1::ListAuditEventsRequest* request,
+                               v1::ListAuditEventsResponse* response) override;
+  grpc::Status GetOrganizationPolicy(grpc::ServerContext* context, const v1::GetOrganizationPolicyRequest* request,
+                                     v1::GetOrganizationPolicyResponse* response) override;
+  grpc::Status UpdateOrganizationPolicy(grpc::ServerContext* context,
+                                        const v1::UpdateOrganizationPolicyRequest* request,
+                                        v1::UpdateOrganizationPolicyResponse* response) override;
 
  private:
   AuthStore* const store_;
@@ -71,6 +83,8 @@ class TokenServiceImpl final
 
   grpc::Status CheckToken(grpc::ServerContext* context, const v1::CheckTokenRequest* request,
                           v1::CheckTokenResponse* response) override;
+  grpc::Status ReportTokenUsage(grpc::ServerContext* context, const v1::ReportTokenUsageRequest* request,
+                                v1::ReportTokenUsageResponse* response) override;
   grpc::ServerWriteReactor<v1::WatchInvalidationsResponse>* WatchInvalidations(
       grpc::CallbackServerContext* context, const v1::WatchInvalidationsRequest* request) override;
 

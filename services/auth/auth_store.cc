@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <iterator>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -16,6 +18,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/crypto.h"
 #include "common/logging.h"
 #include "common/mysql_pool.h"
@@ -41,21 +45,45 @@ constexpr absl::string_view kDisplayNamePath = "display_name";
 constexpr absl::string_view kDescriptionPath = "description";
 constexpr absl::string_view kLogoPath = "logo";
 constexpr absl::string_view kScopesPath = "scopes";
-constexpr absl::string_view kOutputOnlyPaths[] = {"id",         "organization_id", "logo_mime_type",
-                                                  "token_hint", "create_time",     "update_time"};
+constexpr absl::string_view kTokenExpireTimePath = "token_expire_time";
+constexpr absl::string_view kOutputOnlyPaths[] = {"id",
+                                                  "organization_id",
+                                                  "logo_mime_type",
+                                                  "token_hint",
+                                                  "create_time",
+                                                  "update_time",
+                                                  "previous_token_hint",
+                                                  "previous_token_expire_time",
+                                                  "last_used_time",
+                                                  "last_used_peer",
+                                                  "previous_token_last_used_time"};
+constexpr absl::string_view kTokenRevealEnabledPath = "token_reveal_enabled";
+// Maximum length of a stored last_used_peer; an IPv6 address with a zone
+// fits.
+constexpr size_t kMaxPeerChars = 64;
 
 // Columns and joins that ReadApp expects, in this order. Times are read as
 // microseconds since the Unix epoch, because the connector's DATETIME strings
-// may drop the fraction; the pool's session time zone is UTC.
+// may drop the fraction; the pool's session time zone is UTC. `t` is the
+// current token and `p` the previous one, which exists only after a
+// rotation with an overlap and until the next rotation.
 constexpr absl::string_view kSelectApp =
     "SELECT a.id, a.organization_id, a.display_name, a.description, a.logo, a.logo_mime_type, a.scope_bits,"
     " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', a.create_time),"
     " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', a.update_time),"
-    " COALESCE(t.token_hint, '')"
+    " COALESCE(t.token_hint, ''),"
+    " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', t.expire_time),"
+    " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', t.last_used_time),"
+    " COALESCE(t.last_used_peer, ''),"
+    " COALESCE(p.token_hint, ''),"
+    " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', p.expire_time),"
+    " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', p.overlap_end_time),"
+    " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', p.last_used_time)"
     " FROM private_apps a"
-    " LEFT JOIN access_tokens t ON t.app_id = a.id AND t.revoke_time IS NULL";
+    " LEFT JOIN access_tokens t ON t.app_id = a.id AND t.revoke_time IS NULL AND t.overlap_end_time IS NULL"
+    " LEFT JOIN access_tokens p ON p.app_id = a.id AND p.revoke_time IS NULL AND p.overlap_end_time IS NOT NULL";
 
-// One private_apps row with the hint of its current token.
+// One private_apps row with its current and previous token.
 struct AppRow {
   uint64_t id = 0;
   uint64_t organization_id = 0;
@@ -67,10 +95,34 @@ struct AppRow {
   int64_t create_micros = 0;
   int64_t update_micros = 0;
   std::string token_hint;
+  std::optional<int64_t> token_expire_micros;
+  std::optional<int64_t> last_used_micros;
+  std::string last_used_peer;
+  // Empty when there is no previous token.
+  std::string previous_hint;
+  // The earlier of the previous token's own expiry and its overlap end.
+  std::optional<int64_t> previous_expire_micros;
+  std::optional<int64_t> previous_last_used_micros;
+
+  // Whether a rotation overlap runs at `now_micros`.
+  bool OverlapRunning(int64_t now_micros) const {
+    return !previous_hint.empty() && previous_expire_micros.has_value() && *previous_expire_micros > now_micros;
+  }
 };
 
 Statement Prepare(sql::Connection& connection, absl::string_view sql) {
   return &PrepareCached(connection, std::string(sql));
+}
+
+std::optional<int64_t> OptionalInt64(sql::ResultSet& rows, int column) {
+  if (rows.isNull(column)) return std::nullopt;
+  return rows.getInt64(column);
+}
+
+std::optional<int64_t> EarlierOf(std::optional<int64_t> a, std::optional<int64_t> b) {
+  if (!a.has_value()) return b;
+  if (!b.has_value()) return a;
+  return std::min(*a, *b);
 }
 
 AppRow ReadApp(sql::ResultSet& rows) {
@@ -85,10 +137,19 @@ AppRow ReadApp(sql::ResultSet& rows) {
   app.create_micros = rows.getInt64(8);
   app.update_micros = rows.getInt64(9);
   app.token_hint = rows.getString(10).asStdString();
+  app.token_expire_micros = OptionalInt64(rows, 11);
+  app.last_used_micros = OptionalInt64(rows, 12);
+  app.last_used_peer = rows.getString(13).asStdString();
+  app.previous_hint = rows.getString(14).asStdString();
+  app.previous_expire_micros = EarlierOf(OptionalInt64(rows, 15), OptionalInt64(rows, 16));
+  app.previous_last_used_micros = OptionalInt64(rows, 17);
   return app;
 }
 
-void ToProto(const AppRow& row, v1::PrivateApp* app) {
+// Writes `row` as the API shows it at `now_micros`: a previous token whose
+// overlap has ended is left out.
+void ToProto(const AppRow& row, int64_t now_micros, v1::PrivateApp* app) {
+  using google::protobuf::util::TimeUtil;
   app->set_id(absl::StrCat(row.id));
   app->set_organization_id(absl::StrCat(row.organization_id));
   app->set_display_name(row.display_name);
@@ -97,9 +158,23 @@ void ToProto(const AppRow& row, v1::PrivateApp* app) {
   app->set_logo_mime_type(row.logo_mime_type);
   ScopeMaskToProto(row.scopes, app->mutable_scopes());
   app->set_token_hint(row.token_hint);
-  using google::protobuf::util::TimeUtil;
   *app->mutable_create_time() = TimeUtil::MicrosecondsToTimestamp(row.create_micros);
   *app->mutable_update_time() = TimeUtil::MicrosecondsToTimestamp(row.update_micros);
+  if (row.token_expire_micros.has_value()) {
+    *app->mutable_token_expire_time() = TimeUtil::MicrosecondsToTimestamp(*row.token_expire_micros);
+  }
+  if (row.last_used_micros.has_value()) {
+    *app->mutable_last_used_time() = TimeUtil::MicrosecondsToTimestamp(*row.last_used_micros);
+    app->set_last_used_peer(row.last_used_peer);
+  }
+  if (row.OverlapRunning(now_micros)) {
+    app->set_previous_token_hint(row.previous_hint);
+    *app->mutable_previous_token_expire_time() = TimeUtil::MicrosecondsToTimestamp(*row.previous_expire_micros);
+    if (row.previous_last_used_micros.has_value()) {
+      *app->mutable_previous_token_last_used_time() =
+          TimeUtil::MicrosecondsToTimestamp(*row.previous_last_used_micros);
+    }
+  }
 }
 
 // DATETIME(6) literal in UTC.
@@ -149,32 +224,126 @@ struct IssuedToken {
   std::string hint;
 };
 
-absl::StatusOr<IssuedToken> IssueAccessToken(const Secrets& secrets, const RandomSource& random,
-                                             uint64_t app_id) {
+// Issues a token for `app_id`. Without `revealable` the ciphertext stays
+// empty, so the token can never be revealed.
+absl::StatusOr<IssuedToken> IssueAccessToken(const Secrets& secrets, const RandomSource& random, uint64_t app_id,
+                                             bool revealable) {
   IssuedToken issued;
   issued.token = GenerateToken(TokenKind::kAppToken, random);
   issued.digest = HmacSha256(secrets.token_hmac_key, issued.token);
-  absl::StatusOr<std::string> ciphertext =
-      SealAes256Gcm(secrets.token_encryption_key, issued.token,
-                    TokenAssociatedData(app_id, secrets.token_encryption_key_id));
-  if (!ciphertext.ok()) return ciphertext.status();
-  issued.ciphertext = *std::move(ciphertext);
+  if (revealable) {
+    absl::StatusOr<std::string> ciphertext =
+        SealAes256Gcm(secrets.token_encryption_key, issued.token,
+                      TokenAssociatedData(app_id, secrets.token_encryption_key_id));
+    if (!ciphertext.ok()) return ciphertext.status();
+    issued.ciphertext = *std::move(ciphertext);
+  }
   issued.hint = TokenHint(issued.token);
   return issued;
 }
 
+void BindOptionalTime(sql::PreparedStatement& statement, int index, std::optional<int64_t> unix_micros) {
+  if (unix_micros.has_value()) {
+    statement.setString(index, ToDatetime(*unix_micros));
+  } else {
+    statement.setNull(index, sql::DataType::TIMESTAMP);
+  }
+}
+
 void InsertAccessToken(sql::Connection& connection, uint64_t app_id, const IssuedToken& issued,
-                       const std::string& key_id, const std::string& now) {
+                       const std::string& key_id, const std::string& now, std::optional<int64_t> expire_micros) {
   Statement insert = Prepare(connection,
                              "INSERT INTO access_tokens (app_id, token_digest, token_ciphertext,"
-                             " encryption_key_id, token_hint, create_time) VALUES (?, ?, ?, ?, ?, ?)");
+                             " encryption_key_id, token_hint, create_time, expire_time)"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?)");
   insert->setUInt64(1, app_id);
   insert->setString(2, issued.digest);
   insert->setString(3, issued.ciphertext);
   insert->setString(4, key_id);
   insert->setString(5, issued.hint);
   insert->setString(6, now);
+  BindOptionalTime(*insert, 7, expire_micros);
   insert->executeUpdate();
+}
+
+// Returns whether the organization's policy lets GetAccessToken reveal
+// tokens. With `for_update`, locks the organization row.
+absl::StatusOr<bool> ReadRevealEnabled(sql::Connection& connection, uint64_t organization_id, bool for_update) {
+  Statement select = Prepare(connection, absl::StrCat("SELECT token_reveal_enabled FROM organizations WHERE id = ?",
+                                                      for_update ? " FOR UPDATE" : ""));
+  select->setUInt64(1, organization_id);
+  Rows rows(select->executeQuery());
+  if (!rows->next()) return absl::NotFoundError(absl::StrCat("organization ", organization_id, " not found"));
+  return rows->getBoolean(1);
+}
+
+// The fields of one audit event besides its caller and time.
+struct AuditRecord {
+  uint64_t app_id = 0;  // 0 for organization-wide actions.
+  v1::AuditAction action = v1::AUDIT_ACTION_UNSPECIFIED;
+  std::optional<ScopeMask> scopes_before = std::nullopt;
+  std::optional<ScopeMask> scopes_after = std::nullopt;
+  std::vector<std::string> changed_fields = {};
+  std::string token_hint = {};
+};
+
+// Inserts an audit event inside the caller's transaction, so the event
+// commits if and only if the action does.
+void InsertAuditEvent(sql::Connection& connection, const AdminCaller& caller, const AuditRecord& record,
+                      const std::string& now) {
+  Statement insert = Prepare(connection,
+                             "INSERT INTO audit_events (organization_id, app_id, action, admin_key_id, create_time,"
+                             " scopes_before, scopes_after, changed_fields, token_hint)"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  insert->setUInt64(1, caller.organization_id);
+  if (record.app_id == 0) {
+    insert->setNull(2, sql::DataType::BIGINT);
+  } else {
+    insert->setUInt64(2, record.app_id);
+  }
+  insert->setInt(3, record.action);
+  insert->setUInt64(4, caller.admin_key_id);
+  insert->setString(5, now);
+  if (record.scopes_before.has_value()) {
+    insert->setUInt(6, *record.scopes_before);
+  } else {
+    insert->setNull(6, sql::DataType::INTEGER);
+  }
+  if (record.scopes_after.has_value()) {
+    insert->setUInt(7, *record.scopes_after);
+  } else {
+    insert->setNull(7, sql::DataType::INTEGER);
+  }
+  insert->setString(8, absl::StrJoin(record.changed_fields, ","));
+  insert->setString(9, record.token_hint);
+  insert->executeUpdate();
+}
+
+// Sets the update time of an app whose token changed.
+void TouchApp(sql::Connection& connection, uint64_t app_id, const std::string& now) {
+  Statement touch = Prepare(connection, "UPDATE private_apps SET update_time = ? WHERE id = ?");
+  touch->setString(1, now);
+  touch->setUInt64(2, app_id);
+  touch->executeUpdate();
+}
+
+// Returns the token expiry set in `time`, which must be after `now_micros`;
+// nullopt for an unset time.
+absl::StatusOr<std::optional<int64_t>> ValidateExpireTime(absl::string_view field,
+                                                          const google::protobuf::Timestamp* time,
+                                                          int64_t now_micros) {
+  if (time == nullptr) return std::optional<int64_t>();
+  using google::protobuf::util::TimeUtil;
+  if (time->seconds() < TimeUtil::kTimestampMinSeconds || time->seconds() > TimeUtil::kTimestampMaxSeconds ||
+      time->nanos() < 0 || time->nanos() > 999999999) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " is not a valid timestamp"));
+  }
+  int64_t micros = google::protobuf::util::TimeUtil::TimestampToMicroseconds(*time);
+  if (micros <= now_micros) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " must be in the future, got ", google::protobuf::util::TimeUtil::ToString(*time)));
+  }
+  return std::optional<int64_t>(micros);
 }
 
 // Appends an invalidation log entry inside the caller's transaction and
@@ -311,26 +480,33 @@ absl::StatusOr<NewOrganization> AuthStore::CreateOrganization(absl::string_view 
   return created;
 }
 
-absl::StatusOr<uint64_t> AuthStore::AuthenticateAdminKey(absl::string_view admin_key) {
+absl::StatusOr<AdminCaller> AuthStore::AuthenticateAdmin(absl::string_view admin_key) {
   absl::Status format = ValidateTokenFormat(TokenKind::kAdminKey, admin_key);
   if (!format.ok()) return format;
 
   std::string digest = HmacSha256(secrets_.token_hmac_key, admin_key);
-  uint64_t organization_id = 0;
+  AdminCaller caller;
   absl::Status status = pool_->Run("authenticating an admin key", [&](sql::Connection& connection) {
     Statement select = Prepare(connection,
-                               "SELECT organization_id, key_digest FROM admin_keys"
+                               "SELECT organization_id, key_digest, id FROM admin_keys"
                                " WHERE key_digest = ? AND revoke_time IS NULL");
     select->setString(1, digest);
     Rows rows(select->executeQuery());
     if (!rows->next() || !ConstantTimeEquals(rows->getString(2).asStdString(), digest)) {
       return absl::UnauthenticatedError("unknown or revoked admin key");
     }
-    organization_id = rows->getUInt64(1);
+    caller.organization_id = rows->getUInt64(1);
+    caller.admin_key_id = rows->getUInt64(3);
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
-  return organization_id;
+  return caller;
+}
+
+absl::StatusOr<uint64_t> AuthStore::AuthenticateAdminKey(absl::string_view admin_key) {
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(admin_key);
+  if (!caller.ok()) return caller.status();
+  return caller->organization_id;
 }
 
 absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
@@ -340,13 +516,16 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
 
   std::string digest = HmacSha256(secrets_.token_hmac_key, token);
   TokenClaims claims;
+  std::optional<int64_t> expire_micros;
   absl::Status status = pool_->Run("checking an access token", [&](sql::Connection& connection) {
     // One statement reads the token, the app and the log's latest sequence
     // from one InnoDB read view, under REPEATABLE READ and READ COMMITTED
     // alike, and takes no locks. So the claims reflect every invalidation
     // up to last_sequence and none after it.
     Statement select = Prepare(connection,
-                               "SELECT s.last_sequence, t.token_digest, a.organization_id, a.id, a.scope_bits"
+                               "SELECT s.last_sequence, t.token_digest, a.organization_id, a.id, a.scope_bits, t.id,"
+                               " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', t.expire_time),"
+                               " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', t.overlap_end_time)"
                                " FROM invalidation_sequence s"
                                " LEFT JOIN (access_tokens t JOIN private_apps a ON a.id = t.app_id)"
                                " ON t.token_digest = ? AND t.revoke_time IS NULL"
@@ -361,14 +540,61 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
     claims.organization_id = rows->getUInt64(3);
     claims.app_id = rows->getUInt64(4);
     claims.scopes = rows->getUInt(5);
+    claims.token_id = rows->getUInt64(6);
+    expire_micros = EarlierOf(OptionalInt64(*rows, 7), OptionalInt64(*rows, 8));
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
+  if (expire_micros.has_value()) {
+    claims.expire_time = absl::FromUnixMicros(*expire_micros);
+    if (claims.expire_time <= clock_()) return absl::UnauthenticatedError("the access token has expired");
+  }
   return claims;
 }
 
-absl::StatusOr<v1::CreatePrivateAppResponse> AuthStore::CreatePrivateApp(
-    uint64_t organization_id, const v1::CreatePrivateAppRequest& request) {
+absl::Status AuthStore::ReportTokenUsage(const v1::ReportTokenUsageRequest& request) {
+  if (request.usages_size() > kMaxUsagesPerReport) {
+    return absl::InvalidArgumentError(absl::StrCat("a report carries at most ", kMaxUsagesPerReport,
+                                                   " usages, got ", request.usages_size()));
+  }
+  struct Use {
+    uint64_t token_id;
+    std::string minute;
+    std::string peer;
+  };
+  std::vector<Use> uses;
+  uses.reserve(request.usages_size());
+  for (const v1::TokenUsage& usage : request.usages()) {
+    absl::StatusOr<uint64_t> token_id = ParseId("usages.token_id", usage.token_id());
+    if (!token_id.ok()) return token_id.status();
+    if (!usage.has_last_used_time()) return absl::InvalidArgumentError("usages.last_used_time is required");
+    int64_t micros = google::protobuf::util::TimeUtil::TimestampToMicroseconds(usage.last_used_time());
+    // Stored to the minute: finer times would only suggest a precision
+    // that the once-a-minute reports do not have.
+    absl::Time minute = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::FromUnixMicros(micros)) / 60 * 60);
+    std::string peer = usage.peer_address().substr(0, kMaxPeerChars);
+    if (!ValidateText("usages.peer_address", peer, TextRules{.max_code_points = kMaxPeerChars}).ok()) peer.clear();
+    uses.push_back(Use{*token_id, ToDatetime(absl::ToUnixMicros(minute)), std::move(peer)});
+  }
+  return pool_->Run("recording token usage", [&](sql::Connection& connection) {
+    // Autocommit per row: each update locks one token row briefly, and a
+    // use older than the stored one changes nothing.
+    Statement update = Prepare(connection,
+                               "UPDATE access_tokens SET last_used_time = ?, last_used_peer = ?"
+                               " WHERE id = ? AND (last_used_time IS NULL OR last_used_time <= ?)");
+    for (const Use& use : uses) {
+      update->setString(1, use.minute);
+      update->setString(2, use.peer);
+      update->setUInt64(3, use.token_id);
+      update->setString(4, use.minute);
+      update->executeUpdate();
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<v1::CreatePrivateAppResponse> AuthStore::CreatePrivateApp(const AdminCaller& caller,
+                                                                         const v1::CreatePrivateAppRequest& request) {
   if (!request.has_private_app()) return absl::InvalidArgumentError("private_app is required");
   const v1::PrivateApp& input = request.private_app();
   absl::Status valid = ValidateDisplayName(input.display_name());
@@ -378,7 +604,13 @@ absl::StatusOr<v1::CreatePrivateAppResponse> AuthStore::CreatePrivateApp(
   if (!logo_mime_type.ok()) return logo_mime_type.status();
   absl::StatusOr<ScopeMask> scopes = ValidateScopes(input.scopes());
   if (!scopes.ok()) return scopes.status();
+  int64_t now_micros = absl::ToUnixMicros(clock_());
+  absl::StatusOr<std::optional<int64_t>> expire_micros = ValidateExpireTime(
+      "private_app.token_expire_time", input.has_token_expire_time() ? &input.token_expire_time() : nullptr,
+      now_micros);
+  if (!expire_micros.ok()) return expire_micros.status();
 
+  uint64_t organization_id = caller.organization_id;
   AppRow row;
   row.organization_id = organization_id;
   row.display_name = input.display_name();
@@ -386,7 +618,8 @@ absl::StatusOr<v1::CreatePrivateAppResponse> AuthStore::CreatePrivateApp(
   row.logo = input.logo();
   row.logo_mime_type = *logo_mime_type;
   row.scopes = *scopes;
-  row.create_micros = row.update_micros = absl::ToUnixMicros(clock_());
+  row.create_micros = row.update_micros = now_micros;
+  row.token_expire_micros = *expire_micros;
   std::string now = ToDatetime(row.create_micros);
 
   // Runs again on a deadlock, so it sets the outputs only at the end.
@@ -394,11 +627,8 @@ absl::StatusOr<v1::CreatePrivateAppResponse> AuthStore::CreatePrivateApp(
   absl::Status status = pool_->RunInTransaction("creating a private app", [&](sql::Connection& connection) {
     // Locking the organization row serializes concurrent creates in one
     // organization, so the count below cannot go stale before the insert.
-    Statement lock = Prepare(connection, "SELECT id FROM organizations WHERE id = ? FOR UPDATE");
-    lock->setUInt64(1, organization_id);
-    Rows locked(lock->executeQuery());
-    if (!locked->next())
-      return absl::NotFoundError(absl::StrCat("organization ", organization_id, " not found"));
+    absl::StatusOr<bool> revealable = ReadRevealEnabled(connection, organization_id, /*for_update=*/true);
+    if (!revealable.ok()) return revealable.status();
 
     Statement count = Prepare(connection, "SELECT COUNT(*) FROM private_apps WHERE organization_id = ?");
     count->setUInt64(1, organization_id);
@@ -425,9 +655,15 @@ absl::StatusOr<v1::CreatePrivateAppResponse> AuthStore::CreatePrivateApp(
     insert_app->executeUpdate();
     uint64_t app_id = LastInsertId(connection);
 
-    absl::StatusOr<IssuedToken> issued = IssueAccessToken(secrets_, random_, app_id);
+    absl::StatusOr<IssuedToken> issued = IssueAccessToken(secrets_, random_, app_id, *revealable);
     if (!issued.ok()) return issued.status();
-    InsertAccessToken(connection, app_id, *issued, secrets_.token_encryption_key_id, now);
+    InsertAccessToken(connection, app_id, *issued, secrets_.token_encryption_key_id, now, row.token_expire_micros);
+    InsertAuditEvent(connection, caller,
+                     AuditRecord{.app_id = app_id,
+                                 .action = v1::AUDIT_ACTION_APP_CREATED,
+                                 .scopes_after = row.scopes,
+                                 .token_hint = issued->hint},
+                     now);
 
     row.id = app_id;
     row.token_hint = issued->hint;
@@ -437,33 +673,35 @@ absl::StatusOr<v1::CreatePrivateAppResponse> AuthStore::CreatePrivateApp(
   if (!status.ok()) return status;
 
   v1::CreatePrivateAppResponse response;
-  ToProto(row, response.mutable_private_app());
+  ToProto(row, now_micros, response.mutable_private_app());
   response.set_access_token(std::move(access_token));
   return response;
 }
 
-absl::StatusOr<v1::GetPrivateAppResponse> AuthStore::GetPrivateApp(uint64_t organization_id,
+absl::StatusOr<v1::GetPrivateAppResponse> AuthStore::GetPrivateApp(const AdminCaller& caller,
                                                                    const v1::GetPrivateAppRequest& request) {
   absl::StatusOr<uint64_t> app_id = ParseId("id", request.id());
   if (!app_id.ok()) return app_id.status();
 
+  int64_t now_micros = absl::ToUnixMicros(clock_());
   v1::GetPrivateAppResponse response;
   absl::Status status = pool_->Run("reading a private app", [&](sql::Connection& connection) -> absl::Status {
-    absl::StatusOr<AppRow> row = LoadApp(connection, organization_id, *app_id, /*for_update=*/false);
+    absl::StatusOr<AppRow> row = LoadApp(connection, caller.organization_id, *app_id, /*for_update=*/false);
     if (!row.ok()) return row.status();
-    ToProto(*row, response.mutable_private_app());
+    ToProto(*row, now_micros, response.mutable_private_app());
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
   return response;
 }
 
-absl::StatusOr<v1::ListPrivateAppsResponse> AuthStore::ListPrivateApps(
-    uint64_t organization_id, const v1::ListPrivateAppsRequest& request) {
+absl::StatusOr<v1::ListPrivateAppsResponse> AuthStore::ListPrivateApps(const AdminCaller& caller,
+                                                                       const v1::ListPrivateAppsRequest& request) {
   if (request.page_size() < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("page_size must not be negative, got ", request.page_size()));
   }
+  uint64_t organization_id = caller.organization_id;
   int page_size = request.page_size() == 0 ? kMaxPageSize : std::min(request.page_size(), kMaxPageSize);
   std::string request_scope = ListRequestScope(organization_id);
   uint64_t after_id = 0;
@@ -473,6 +711,7 @@ absl::StatusOr<v1::ListPrivateAppsResponse> AuthStore::ListPrivateApps(
     after_id = *decoded;
   }
 
+  int64_t now_micros = absl::ToUnixMicros(clock_());
   std::vector<AppRow> rows;
   absl::Status status = pool_->Run("listing private apps", [&](sql::Connection& connection) {
     rows.clear();
@@ -494,7 +733,7 @@ absl::StatusOr<v1::ListPrivateAppsResponse> AuthStore::ListPrivateApps(
   for (const AppRow& row : rows) {
     if (response.private_apps_size() == page_size) break;
     v1::PrivateApp app;
-    ToProto(row, &app);
+    ToProto(row, now_micros, &app);
     size_t app_bytes = app.ByteSizeLong();
     if (response.private_apps_size() > 0 && response_bytes + app_bytes > kListResponseBudgetBytes) break;
     response_bytes += app_bytes;
@@ -507,8 +746,8 @@ absl::StatusOr<v1::ListPrivateAppsResponse> AuthStore::ListPrivateApps(
   return response;
 }
 
-absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(
-    uint64_t organization_id, const v1::UpdatePrivateAppRequest& request) {
+absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const AdminCaller& caller,
+                                                                         const v1::UpdatePrivateAppRequest& request) {
   if (!request.has_private_app()) return absl::InvalidArgumentError("private_app is required");
   const v1::PrivateApp& input = request.private_app();
   absl::StatusOr<uint64_t> app_id = ParseId("private_app.id", input.id());
@@ -517,12 +756,13 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(
   // Checks the mask and the new values before touching the database.
   if (request.update_mask().paths().empty()) {
     return absl::InvalidArgumentError(
-        "update_mask must name at least one of display_name, description, logo and scopes");
+        "update_mask must name at least one of display_name, description, logo, scopes and token_expire_time");
   }
   bool set_display_name = false;
   bool set_description = false;
   bool set_logo = false;
   bool set_scopes = false;
+  bool set_expire_time = false;
   for (const std::string& path : request.update_mask().paths()) {
     if (path == kDisplayNamePath) {
       set_display_name = true;
@@ -532,14 +772,16 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(
       set_logo = true;
     } else if (path == kScopesPath) {
       set_scopes = true;
+    } else if (path == kTokenExpireTimePath) {
+      set_expire_time = true;
     } else if (std::find(std::begin(kOutputOnlyPaths), std::end(kOutputOnlyPaths), path) !=
                std::end(kOutputOnlyPaths)) {
       return absl::InvalidArgumentError(
           absl::StrCat("update_mask path \"", path, "\" is an output-only field and cannot be updated"));
     } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("update_mask path \"", path,
-                       "\" is not an updatable field; use display_name, description, logo or scopes"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "update_mask path \"", path,
+          "\" is not an updatable field; use display_name, description, logo, scopes or token_expire_time"));
     }
   }
   if (set_display_name) {
@@ -563,7 +805,16 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(
     scopes = *mask;
   }
   int64_t now_micros = absl::ToUnixMicros(clock_());
+  std::optional<int64_t> expire_micros;
+  if (set_expire_time) {
+    absl::StatusOr<std::optional<int64_t>> valid = ValidateExpireTime(
+        "private_app.token_expire_time", input.has_token_expire_time() ? &input.token_expire_time() : nullptr,
+        now_micros);
+    if (!valid.ok()) return valid.status();
+    expire_micros = *valid;
+  }
   std::string now = ToDatetime(now_micros);
+  uint64_t organization_id = caller.organization_id;
 
   // Runs again on a deadlock, so it sets the outputs only at the end.
   AppRow updated;
@@ -572,9 +823,22 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(
       pool_->RunInTransaction("updating a private app", [&](sql::Connection& connection) -> absl::Status {
         absl::StatusOr<AppRow> row = LoadApp(connection, organization_id, *app_id, /*for_update=*/true);
         if (!row.ok()) return row.status();
-        // Only a different scope set changes what the token grants; a name,
-        // description or logo edit, or the same scopes again, needs no entry.
+        ScopeMask scopes_before = row->scopes;
+        // Only a different scope set or expiry changes what the token
+        // grants. A name, description or logo edit needs no log entry, and
+        // neither do the same values again.
         bool scopes_changed = set_scopes && row->scopes != scopes;
+        bool expiry_changed = set_expire_time && row->token_expire_micros != expire_micros;
+        std::vector<std::string> changed_fields;
+        if (set_display_name && row->display_name != input.display_name()) {
+          changed_fields.emplace_back(kDisplayNamePath);
+        }
+        if (set_description && row->description != input.description()) {
+          changed_fields.emplace_back(kDescriptionPath);
+        }
+        if (set_logo && row->logo != input.logo()) changed_fields.emplace_back(kLogoPath);
+        if (expiry_changed) changed_fields.emplace_back(kTokenExpireTimePath);
+
         if (set_display_name) row->display_name = input.display_name();
         if (set_description) row->description = input.description();
         if (set_logo) {
@@ -582,6 +846,7 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(
           row->logo_mime_type = logo_mime_type;
         }
         if (set_scopes) row->scopes = scopes;
+        if (set_expire_time) row->token_expire_micros = expire_micros;
         row->update_micros = now_micros;
 
         Statement update = Prepare(connection,
@@ -598,10 +863,43 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(
         update->setUInt64(8, *app_id);
         update->executeUpdate();
 
-        int64_t appended = 0;
+        if (expiry_changed) {
+          Statement expire = Prepare(connection,
+                                     "UPDATE access_tokens SET expire_time = ?"
+                                     " WHERE app_id = ? AND revoke_time IS NULL AND overlap_end_time IS NULL");
+          BindOptionalTime(*expire, 1, expire_micros);
+          expire->setUInt64(2, *app_id);
+          expire->executeUpdate();
+        }
+
+        // A scope change is its own event, so that it can be listed by
+        // action. Every other update is an APP_UPDATED event, even one that
+        // changes nothing.
         if (scopes_changed) {
-          absl::StatusOr<int64_t> entry = AppendInvalidation(connection, organization_id, *app_id,
-                                                             v1::INVALIDATION_REASON_SCOPES_CHANGED, now);
+          InsertAuditEvent(connection, caller,
+                           AuditRecord{.app_id = *app_id,
+                                       .action = v1::AUDIT_ACTION_SCOPES_CHANGED,
+                                       .scopes_before = scopes_before,
+                                       .scopes_after = row->scopes,
+                                       .changed_fields = {std::string(kScopesPath)}},
+                           now);
+        }
+        if (!scopes_changed || !changed_fields.empty()) {
+          InsertAuditEvent(connection, caller,
+                           AuditRecord{.app_id = *app_id,
+                                       .action = v1::AUDIT_ACTION_APP_UPDATED,
+                                       .scopes_before = scopes_before,
+                                       .scopes_after = row->scopes,
+                                       .changed_fields = changed_fields},
+                           now);
+        }
+
+        int64_t appended = 0;
+        if (scopes_changed || expiry_changed) {
+          absl::StatusOr<int64_t> entry = AppendInvalidation(
+              connection, organization_id, *app_id,
+              scopes_changed ? v1::INVALIDATION_REASON_SCOPES_CHANGED : v1::INVALIDATION_REASON_TOKEN_EXPIRY_CHANGED,
+              now);
           if (!entry.ok()) return entry.status();
           appended = *entry;
         }
@@ -613,30 +911,37 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(
   if (sequence != 0) NotifyInvalidation(sequence);
 
   v1::UpdatePrivateAppResponse response;
-  ToProto(updated, response.mutable_private_app());
+  ToProto(updated, now_micros, response.mutable_private_app());
   response.set_invalidation_sequence(sequence);
   return response;
 }
 
-absl::StatusOr<v1::DeletePrivateAppResponse> AuthStore::DeletePrivateApp(
-    uint64_t organization_id, const v1::DeletePrivateAppRequest& request) {
+absl::StatusOr<v1::DeletePrivateAppResponse> AuthStore::DeletePrivateApp(const AdminCaller& caller,
+                                                                         const v1::DeletePrivateAppRequest& request) {
   absl::StatusOr<uint64_t> app_id = ParseId("id", request.id());
   if (!app_id.ok()) return app_id.status();
 
   std::string now = ToDatetime(absl::ToUnixMicros(clock_()));
+  uint64_t organization_id = caller.organization_id;
 
   int64_t sequence = 0;
   absl::Status status =
       pool_->RunInTransaction("deleting a private app", [&](sql::Connection& connection) -> absl::Status {
+        absl::StatusOr<AppRow> row = LoadApp(connection, organization_id, *app_id, /*for_update=*/true);
+        if (!row.ok()) return row.status();
         // Deleting the app deletes its tokens too (ON DELETE CASCADE), so the
         // token stops working when this transaction commits.
         Statement remove =
             Prepare(connection, "DELETE FROM private_apps WHERE organization_id = ? AND id = ?");
         remove->setUInt64(1, organization_id);
         remove->setUInt64(2, *app_id);
-        if (remove->executeUpdate() == 0) {
-          return absl::NotFoundError(absl::StrCat("private app ", *app_id, " not found"));
-        }
+        remove->executeUpdate();
+        InsertAuditEvent(connection, caller,
+                         AuditRecord{.app_id = *app_id,
+                                     .action = v1::AUDIT_ACTION_APP_DELETED,
+                                     .scopes_before = row->scopes,
+                                     .token_hint = row->token_hint},
+                         now);
         absl::StatusOr<int64_t> entry = AppendInvalidation(connection, organization_id, *app_id,
                                                            v1::INVALIDATION_REASON_APP_DELETED, now);
         if (!entry.ok()) return entry.status();
@@ -651,51 +956,87 @@ absl::StatusOr<v1::DeletePrivateAppResponse> AuthStore::DeletePrivateApp(
   return response;
 }
 
-absl::StatusOr<v1::GetAccessTokenResponse> AuthStore::GetAccessToken(
-    uint64_t organization_id, const v1::GetAccessTokenRequest& request) {
+absl::StatusOr<v1::GetAccessTokenResponse> AuthStore::GetAccessToken(const AdminCaller& caller,
+                                                                     const v1::GetAccessTokenRequest& request) {
   absl::StatusOr<uint64_t> app_id = ParseId("id", request.id());
   if (!app_id.ok()) return app_id.status();
+  std::string now = ToDatetime(absl::ToUnixMicros(clock_()));
 
-  std::string ciphertext;
-  std::string key_id;
-  absl::Status status = pool_->Run("reading an access token", [&](sql::Connection& connection) {
-    Statement select = Prepare(connection,
-                               "SELECT t.token_ciphertext, t.encryption_key_id"
-                               " FROM private_apps a JOIN access_tokens t ON t.app_id = a.id"
-                               " WHERE a.organization_id = ? AND a.id = ? AND t.revoke_time IS NULL");
-    select->setUInt64(1, organization_id);
-    select->setUInt64(2, *app_id);
-    Rows rows(select->executeQuery());
-    if (!rows->next()) return absl::NotFoundError(absl::StrCat("private app ", *app_id, " not found"));
-    ciphertext = rows->getString(1).asStdString();
-    key_id = rows->getString(2).asStdString();
-    return absl::OkStatus();
-  });
+  // The token is decrypted inside the transaction, so that the audit event
+  // commits only for a reveal that succeeded.
+  std::string token;
+  absl::Status status =
+      pool_->RunInTransaction("revealing an access token", [&](sql::Connection& connection) -> absl::Status {
+        Statement select = Prepare(connection,
+                                   "SELECT t.token_ciphertext, t.encryption_key_id, t.token_hint, o.token_reveal_enabled"
+                                   " FROM private_apps a JOIN organizations o ON o.id = a.organization_id"
+                                   " JOIN access_tokens t ON t.app_id = a.id"
+                                   " WHERE a.organization_id = ? AND a.id = ?"
+                                   " AND t.revoke_time IS NULL AND t.overlap_end_time IS NULL");
+        select->setUInt64(1, caller.organization_id);
+        select->setUInt64(2, *app_id);
+        Rows rows(select->executeQuery());
+        if (!rows->next()) return absl::NotFoundError(absl::StrCat("private app ", *app_id, " not found"));
+        std::string ciphertext = rows->getString(1).asStdString();
+        std::string key_id = rows->getString(2).asStdString();
+        std::string hint = rows->getString(3).asStdString();
+        bool reveal_enabled = rows->getBoolean(4);
+        if (!reveal_enabled) {
+          return absl::FailedPreconditionError(
+              "the organization's policy turns token reveal off; rotate the token to get a new one, or turn "
+              "token_reveal_enabled on with UpdateOrganizationPolicy");
+        }
+        if (ciphertext.empty()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "the access token of private app ", *app_id,
+              " was issued while token reveal was off, so no copy of it is stored; rotate the token"));
+        }
+        if (key_id != secrets_.token_encryption_key_id) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("the access token of private app ", *app_id, " was encrypted with key ", key_id,
+                           " but this server has key ", secrets_.token_encryption_key_id,
+                           "; restore that token_encryption_key or rotate the token"));
+        }
+        absl::StatusOr<std::string> opened =
+            OpenAes256Gcm(secrets_.token_encryption_key, ciphertext, TokenAssociatedData(*app_id, key_id));
+        if (!opened.ok()) {
+          spdlog::error("access token of private app {} failed to decrypt: {}", *app_id,
+                        opened.status().message());
+          return opened.status();
+        }
+        InsertAuditEvent(
+            connection, caller,
+            AuditRecord{.app_id = *app_id, .action = v1::AUDIT_ACTION_TOKEN_REVEALED, .token_hint = hint}, now);
+        token = *std::move(opened);
+        return absl::OkStatus();
+      });
   if (!status.ok()) return status;
-
-  if (key_id != secrets_.token_encryption_key_id) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the access token of private app ", *app_id, " was encrypted with key ", key_id,
-                     " but this server has key ", secrets_.token_encryption_key_id,
-                     "; restore that token_encryption_key or rotate the token"));
-  }
-  absl::StatusOr<std::string> token =
-      OpenAes256Gcm(secrets_.token_encryption_key, ciphertext, TokenAssociatedData(*app_id, key_id));
-  if (!token.ok()) {
-    spdlog::error("access token of private app {} failed to decrypt: {}", *app_id, token.status().message());
-    return token.status();
-  }
   v1::GetAccessTokenResponse response;
-  response.set_access_token(*std::move(token));
+  response.set_access_token(std::move(token));
   return response;
 }
 
 absl::StatusOr<v1::RotateAccessTokenResponse> AuthStore::RotateAccessToken(
-    uint64_t organization_id, const v1::RotateAccessTokenRequest& request) {
+    const AdminCaller& caller, const v1::RotateAccessTokenRequest& request) {
   absl::StatusOr<uint64_t> app_id = ParseId("id", request.id());
   if (!app_id.ok()) return app_id.status();
+  absl::Duration overlap;
+  if (request.has_previous_token_overlap()) {
+    const google::protobuf::Duration& duration = request.previous_token_overlap();
+    overlap = absl::Seconds(duration.seconds()) + absl::Nanoseconds(duration.nanos());
+    if (overlap < absl::ZeroDuration() || overlap > kMaxTokenOverlap) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("previous_token_overlap must be between 0 and 7 days (604800s), got ",
+                       absl::FormatDuration(overlap)));
+    }
+  }
   int64_t now_micros = absl::ToUnixMicros(clock_());
+  absl::StatusOr<std::optional<int64_t>> new_expire_micros = ValidateExpireTime(
+      "new_token_expire_time", request.has_new_token_expire_time() ? &request.new_token_expire_time() : nullptr,
+      now_micros);
+  if (!new_expire_micros.ok()) return new_expire_micros.status();
   std::string now = ToDatetime(now_micros);
+  uint64_t organization_id = caller.organization_id;
 
   AppRow updated;
   std::string access_token;
@@ -703,32 +1044,54 @@ absl::StatusOr<v1::RotateAccessTokenResponse> AuthStore::RotateAccessToken(
   absl::Status status =
       pool_->RunInTransaction("rotating an access token", [&](sql::Connection& connection) -> absl::Status {
         // The row lock makes concurrent rotations of one app take turns, so
-        // each app keeps exactly one unrevoked token.
+        // each app keeps exactly one current token and at most one previous.
         absl::StatusOr<AppRow> row = LoadApp(connection, organization_id, *app_id, /*for_update=*/true);
         if (!row.ok()) return row.status();
+        absl::StatusOr<bool> revealable = ReadRevealEnabled(connection, organization_id, /*for_update=*/false);
+        if (!revealable.ok()) return revealable.status();
 
-        Statement revoke = Prepare(
-            connection, "UPDATE access_tokens SET revoke_time = ? WHERE app_id = ? AND revoke_time IS NULL");
-        revoke->setString(1, now);
-        revoke->setUInt64(2, *app_id);
-        revoke->executeUpdate();
+        // The token that was previous before this rotation stops now,
+        // whether or not its overlap had ended.
+        Statement revoke_previous = Prepare(connection,
+                                            "UPDATE access_tokens SET revoke_time = ?"
+                                            " WHERE app_id = ? AND revoke_time IS NULL AND overlap_end_time IS NOT NULL");
+        revoke_previous->setString(1, now);
+        revoke_previous->setUInt64(2, *app_id);
+        revoke_previous->executeUpdate();
 
-        absl::StatusOr<IssuedToken> issued = IssueAccessToken(secrets_, random_, *app_id);
+        Statement retire = Prepare(connection, overlap > absl::ZeroDuration()
+                                                   ? "UPDATE access_tokens SET overlap_end_time = ?"
+                                                     " WHERE app_id = ? AND revoke_time IS NULL"
+                                                   : "UPDATE access_tokens SET revoke_time = ?"
+                                                     " WHERE app_id = ? AND revoke_time IS NULL");
+        retire->setString(1, overlap > absl::ZeroDuration()
+                                 ? ToDatetime(now_micros + absl::ToInt64Microseconds(overlap))
+                                 : now);
+        retire->setUInt64(2, *app_id);
+        retire->executeUpdate();
+
+        absl::StatusOr<IssuedToken> issued = IssueAccessToken(secrets_, random_, *app_id, *revealable);
         if (!issued.ok()) return issued.status();
-        InsertAccessToken(connection, *app_id, *issued, secrets_.token_encryption_key_id, now);
+        InsertAccessToken(connection, *app_id, *issued, secrets_.token_encryption_key_id, now, *new_expire_micros);
+        TouchApp(connection, *app_id, now);
+        InsertAuditEvent(connection, caller,
+                         AuditRecord{.app_id = *app_id,
+                                     .action = v1::AUDIT_ACTION_TOKEN_ROTATED,
+                                     .scopes_before = row->scopes,
+                                     .scopes_after = row->scopes,
+                                     .token_hint = issued->hint},
+                         now);
 
-        Statement touch = Prepare(connection, "UPDATE private_apps SET update_time = ? WHERE id = ?");
-        touch->setString(1, now);
-        touch->setUInt64(2, *app_id);
-        touch->executeUpdate();
-
+        // Even with an overlap the entry is needed: cached checks of the
+        // old token carry no expiry yet, and a rotation during an overlap
+        // revokes the token that was previous before it.
         absl::StatusOr<int64_t> entry = AppendInvalidation(connection, organization_id, *app_id,
                                                            v1::INVALIDATION_REASON_TOKEN_ROTATED, now);
         if (!entry.ok()) return entry.status();
 
-        row->token_hint = issued->hint;
-        row->update_micros = now_micros;
-        updated = *std::move(row);
+        absl::StatusOr<AppRow> reloaded = LoadApp(connection, organization_id, *app_id, /*for_update=*/false);
+        if (!reloaded.ok()) return reloaded.status();
+        updated = *std::move(reloaded);
         access_token = std::move(issued->token);
         sequence = *entry;
         return absl::OkStatus();
@@ -738,8 +1101,243 @@ absl::StatusOr<v1::RotateAccessTokenResponse> AuthStore::RotateAccessToken(
 
   v1::RotateAccessTokenResponse response;
   response.set_access_token(std::move(access_token));
-  ToProto(updated, response.mutable_private_app());
+  ToProto(updated, now_micros, response.mutable_private_app());
   response.set_invalidation_sequence(sequence);
+  return response;
+}
+
+absl::StatusOr<std::pair<v1::PrivateApp, int64_t>> AuthStore::FinishOverlap(const AdminCaller& caller,
+                                                                          absl::string_view id, bool cancel) {
+  absl::StatusOr<uint64_t> app_id = ParseId("id", id);
+  if (!app_id.ok()) return app_id.status();
+  int64_t now_micros = absl::ToUnixMicros(clock_());
+  std::string now = ToDatetime(now_micros);
+  uint64_t organization_id = caller.organization_id;
+
+  AppRow updated;
+  int64_t sequence = 0;
+  absl::Status status = pool_->RunInTransaction(
+      cancel ? "cancelling a token rotation" : "ending a token overlap",
+      [&](sql::Connection& connection) -> absl::Status {
+        absl::StatusOr<AppRow> row = LoadApp(connection, organization_id, *app_id, /*for_update=*/true);
+        if (!row.ok()) return row.status();
+        if (!row->OverlapRunning(now_micros)) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "private app ", *app_id, " has no running rotation overlap; rotate with previous_token_overlap first"));
+        }
+
+        std::string revoked_hint;
+        if (cancel) {
+          // The new token goes; the previous one becomes current again with
+          // its own expiry.
+          Statement revoke_current = Prepare(connection,
+                                             "UPDATE access_tokens SET revoke_time = ?"
+                                             " WHERE app_id = ? AND revoke_time IS NULL AND overlap_end_time IS NULL");
+          revoke_current->setString(1, now);
+          revoke_current->setUInt64(2, *app_id);
+          revoke_current->executeUpdate();
+          Statement restore = Prepare(connection,
+                                      "UPDATE access_tokens SET overlap_end_time = NULL"
+                                      " WHERE app_id = ? AND revoke_time IS NULL");
+          restore->setUInt64(1, *app_id);
+          restore->executeUpdate();
+          revoked_hint = row->token_hint;
+        } else {
+          Statement revoke_previous =
+              Prepare(connection,
+                      "UPDATE access_tokens SET revoke_time = ?"
+                      " WHERE app_id = ? AND revoke_time IS NULL AND overlap_end_time IS NOT NULL");
+          revoke_previous->setString(1, now);
+          revoke_previous->setUInt64(2, *app_id);
+          revoke_previous->executeUpdate();
+          revoked_hint = row->previous_hint;
+        }
+        TouchApp(connection, *app_id, now);
+        InsertAuditEvent(connection, caller,
+                         AuditRecord{.app_id = *app_id,
+                                     .action = cancel ? v1::AUDIT_ACTION_TOKEN_ROTATION_CANCELLED
+                                                      : v1::AUDIT_ACTION_TOKEN_OVERLAP_ENDED,
+                                     .scopes_before = row->scopes,
+                                     .scopes_after = row->scopes,
+                                     .token_hint = revoked_hint},
+                         now);
+        absl::StatusOr<int64_t> entry = AppendInvalidation(
+            connection, organization_id, *app_id,
+            cancel ? v1::INVALIDATION_REASON_TOKEN_ROTATION_CANCELLED : v1::INVALIDATION_REASON_TOKEN_OVERLAP_ENDED,
+            now);
+        if (!entry.ok()) return entry.status();
+
+        absl::StatusOr<AppRow> reloaded = LoadApp(connection, organization_id, *app_id, /*for_update=*/false);
+        if (!reloaded.ok()) return reloaded.status();
+        updated = *std::move(reloaded);
+        sequence = *entry;
+        return absl::OkStatus();
+      });
+  if (!status.ok()) return status;
+  NotifyInvalidation(sequence);
+
+  v1::PrivateApp app;
+  ToProto(updated, now_micros, &app);
+  return std::make_pair(std::move(app), sequence);
+}
+
+absl::StatusOr<v1::EndAccessTokenOverlapResponse> AuthStore::EndAccessTokenOverlap(
+    const AdminCaller& caller, const v1::EndAccessTokenOverlapRequest& request) {
+  absl::StatusOr<std::pair<v1::PrivateApp, int64_t>> result = FinishOverlap(caller, request.id(), /*cancel=*/false);
+  if (!result.ok()) return result.status();
+  v1::EndAccessTokenOverlapResponse response;
+  *response.mutable_private_app() = std::move(result->first);
+  response.set_invalidation_sequence(result->second);
+  return response;
+}
+
+absl::StatusOr<v1::CancelAccessTokenRotationResponse> AuthStore::CancelAccessTokenRotation(
+    const AdminCaller& caller, const v1::CancelAccessTokenRotationRequest& request) {
+  absl::StatusOr<std::pair<v1::PrivateApp, int64_t>> result = FinishOverlap(caller, request.id(), /*cancel=*/true);
+  if (!result.ok()) return result.status();
+  v1::CancelAccessTokenRotationResponse response;
+  *response.mutable_private_app() = std::move(result->first);
+  response.set_invalidation_sequence(result->second);
+  return response;
+}
+
+absl::StatusOr<v1::ListAuditEventsResponse> AuthStore::ListAuditEvents(const AdminCaller& caller,
+                                                                       const v1::ListAuditEventsRequest& request) {
+  using google::protobuf::util::TimeUtil;
+  if (request.page_size() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("page_size must not be negative, got ", request.page_size()));
+  }
+  int page_size =
+      request.page_size() == 0 ? kDefaultAuditPageSize : std::min(request.page_size(), kMaxAuditPageSize);
+  uint64_t app_id = 0;
+  if (!request.app_id().empty()) {
+    absl::StatusOr<uint64_t> parsed = ParseId("app_id", request.app_id());
+    if (!parsed.ok()) return parsed.status();
+    app_id = *parsed;
+  }
+  std::optional<int64_t> start_micros;
+  std::optional<int64_t> end_micros;
+  if (request.has_start_time()) start_micros = TimeUtil::TimestampToMicroseconds(request.start_time());
+  if (request.has_end_time()) end_micros = TimeUtil::TimestampToMicroseconds(request.end_time());
+  if (start_micros.has_value() && end_micros.has_value() && *start_micros > *end_micros) {
+    return absl::InvalidArgumentError("start_time must not be after end_time");
+  }
+
+  // The page token is bound to the organization and every filter, so it
+  // cannot continue a different listing.
+  std::string request_scope = absl::StrCat(
+      "crm.auth.v1.PrivateAppService/ListAuditEvents organization_id=", caller.organization_id, " app_id=", app_id,
+      " action=", request.action(), " start=", start_micros.value_or(-1), " end=", end_micros.value_or(-1));
+  uint64_t before_id = std::numeric_limits<int64_t>::max();
+  if (!request.page_token().empty()) {
+    absl::StatusOr<uint64_t> decoded = page_tokens_.Decode(request_scope, request.page_token());
+    if (!decoded.ok()) return decoded.status();
+    before_id = *decoded;
+  }
+
+  std::string sql =
+      "SELECT e.id, e.app_id, e.action, e.admin_key_id, COALESCE(k.key_hint, ''),"
+      " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', e.create_time), e.scopes_before, e.scopes_after,"
+      " e.changed_fields, e.token_hint"
+      " FROM audit_events e LEFT JOIN admin_keys k ON k.id = e.admin_key_id"
+      " WHERE e.organization_id = ? AND e.id < ?";
+  if (app_id != 0) sql += " AND e.app_id = ?";
+  if (request.action() != v1::AUDIT_ACTION_UNSPECIFIED) sql += " AND e.action = ?";
+  if (start_micros.has_value()) sql += " AND e.create_time >= ?";
+  if (end_micros.has_value()) sql += " AND e.create_time < ?";
+  sql += " ORDER BY e.id DESC LIMIT ?";
+
+  v1::ListAuditEventsResponse response;
+  uint64_t last_id = 0;
+  bool more = false;
+  absl::Status status = pool_->Run("listing audit events", [&](sql::Connection& connection) {
+    response.clear_audit_events();
+    more = false;
+    Statement select = Prepare(connection, sql);
+    int index = 1;
+    select->setUInt64(index++, caller.organization_id);
+    select->setUInt64(index++, before_id);
+    if (app_id != 0) select->setUInt64(index++, app_id);
+    if (request.action() != v1::AUDIT_ACTION_UNSPECIFIED) select->setInt(index++, request.action());
+    if (start_micros.has_value()) select->setString(index++, ToDatetime(*start_micros));
+    if (end_micros.has_value()) select->setString(index++, ToDatetime(*end_micros));
+    // One row more than the page shows whether another page follows.
+    select->setInt(index++, page_size + 1);
+    Rows rows(select->executeQuery());
+    while (rows->next()) {
+      if (response.audit_events_size() == page_size) {
+        more = true;
+        continue;  // Reads the rest, so the result set is consumed.
+      }
+      v1::AuditEvent* event = response.add_audit_events();
+      last_id = rows->getUInt64(1);
+      event->set_id(absl::StrCat(last_id));
+      if (!rows->isNull(2)) event->set_app_id(absl::StrCat(rows->getUInt64(2)));
+      int action = rows->getInt(3);
+      event->set_action(v1::AuditAction_IsValid(action) ? static_cast<v1::AuditAction>(action)
+                                                        : v1::AUDIT_ACTION_UNSPECIFIED);
+      event->set_admin_key_id(absl::StrCat(rows->getUInt64(4)));
+      event->set_admin_key_hint(rows->getString(5).asStdString());
+      *event->mutable_create_time() = TimeUtil::MicrosecondsToTimestamp(rows->getInt64(6));
+      if (!rows->isNull(7)) ScopeMaskToProto(rows->getUInt(7), event->mutable_scopes_before());
+      if (!rows->isNull(8)) ScopeMaskToProto(rows->getUInt(8), event->mutable_scopes_after());
+      std::string fields = rows->getString(9).asStdString();
+      for (absl::string_view field : absl::StrSplit(fields, ',', absl::SkipEmpty())) {
+        event->add_changed_fields(std::string(field));
+      }
+      event->set_token_hint(rows->getString(10).asStdString());
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  if (more) response.set_next_page_token(page_tokens_.Encode(request_scope, last_id));
+  return response;
+}
+
+absl::StatusOr<v1::GetOrganizationPolicyResponse> AuthStore::GetOrganizationPolicy(
+    const AdminCaller& caller, const v1::GetOrganizationPolicyRequest& request) {
+  v1::GetOrganizationPolicyResponse response;
+  absl::Status status = pool_->Run("reading an organization policy", [&](sql::Connection& connection) {
+    absl::StatusOr<bool> enabled = ReadRevealEnabled(connection, caller.organization_id, /*for_update=*/false);
+    if (!enabled.ok()) return enabled.status();
+    response.mutable_policy()->set_token_reveal_enabled(*enabled);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::UpdateOrganizationPolicyResponse> AuthStore::UpdateOrganizationPolicy(
+    const AdminCaller& caller, const v1::UpdateOrganizationPolicyRequest& request) {
+  if (request.update_mask().paths().empty()) {
+    return absl::InvalidArgumentError("update_mask must name token_reveal_enabled");
+  }
+  for (const std::string& path : request.update_mask().paths()) {
+    if (path != kTokenRevealEnabledPath) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("update_mask path \"", path, "\" is not a policy field; use token_reveal_enabled"));
+    }
+  }
+  bool enabled = request.policy().token_reveal_enabled();
+  std::string now = ToDatetime(absl::ToUnixMicros(clock_()));
+
+  absl::Status status =
+      pool_->RunInTransaction("updating an organization policy", [&](sql::Connection& connection) -> absl::Status {
+        absl::StatusOr<bool> before = ReadRevealEnabled(connection, caller.organization_id, /*for_update=*/true);
+        if (!before.ok()) return before.status();
+        Statement update = Prepare(connection, "UPDATE organizations SET token_reveal_enabled = ? WHERE id = ?");
+        update->setBoolean(1, enabled);
+        update->setUInt64(2, caller.organization_id);
+        update->executeUpdate();
+        std::vector<std::string> changed;
+        if (*before != enabled) changed.emplace_back(kTokenRevealEnabledPath);
+        InsertAuditEvent(connection, caller,
+                         AuditRecord{.action = v1::AUDIT_ACTION_POLICY_UPDATED, .changed_fields = changed}, now);
+        return absl::OkStatus();
+      });
+  if (!status.ok()) return status;
+  v1::UpdateOrganizationPolicyResponse response;
+  response.mutable_policy()->set_token_reveal_enabled(enabled);
   return response;
 }
 

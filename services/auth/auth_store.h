@@ -11,15 +11,20 @@
 // revealed again. No method logs a token or key, and messages show at most
 // TokenHint().
 //
-// Rotation, deletion and a scope change each append an entry to the
+// Rotation, deletion, a scope or token expiry change and the end or
+// cancellation of a rotation overlap each append an entry to the
 // invalidation log in the same transaction and return its sequence.
 // CheckToken returns the latest sequence that the returned claims reflect.
+//
+// Every app method also records an audit event in the transaction of its
+// change, naming the admin key row that made the call.
 #ifndef CRM_SERVICES_AUTH_AUTH_STORE_H_
 #define CRM_SERVICES_AUTH_AUTH_STORE_H_
 
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -42,6 +47,17 @@ inline constexpr int kMaxAppsPerOrganization = 20;
 // Default and maximum ListPrivateApps page size.
 inline constexpr int kMaxPageSize = 20;
 
+// Default and maximum ListAuditEvents page sizes.
+inline constexpr int kDefaultAuditPageSize = 50;
+inline constexpr int kMaxAuditPageSize = 200;
+
+// Maximum rotation overlap: the previous token works at most this long
+// beside the new one.
+inline constexpr absl::Duration kMaxTokenOverlap = absl::Hours(7 * 24);
+
+// Most token uses one ReportTokenUsage call may carry.
+inline constexpr int kMaxUsagesPerReport = 10000;
+
 // Source of the current time; tests inject a fixed one.
 using Clock = std::function<absl::Time()>;
 
@@ -51,11 +67,22 @@ struct NewOrganization {
   std::string admin_key;
 };
 
+// The caller of a PrivateAppService method: the organization and the row id
+// of the admin key it authenticated with.
+struct AdminCaller {
+  uint64_t organization_id = 0;
+  uint64_t admin_key_id = 0;
+};
+
 // Claims of a valid access token, as returned by CheckToken.
 struct TokenClaims {
   uint64_t organization_id = 0;
   uint64_t app_id = 0;
+  uint64_t token_id = 0;
   ScopeMask scopes = 0;
+  // When the token stops working: the earlier of its own expiry and the
+  // end of a rotation overlap; InfiniteFuture() when neither applies.
+  absl::Time expire_time = absl::InfiniteFuture();
   // The invalidation log's latest sequence in the snapshot the claims were
   // read from: they reflect every entry up to it and none after.
   int64_t invalidation_sequence = 0;
@@ -95,42 +122,61 @@ class AuthStore {
   // characters or starts or ends with white space.
   absl::StatusOr<NewOrganization> CreateOrganization(absl::string_view display_name);
 
-  // Returns the organization of an admin key that exists and is not revoked.
-  // UNAUTHENTICATED otherwise; a key with a bad format or checksum fails
-  // without a database lookup.
+  // Returns the organization and key id of an admin key that exists and is
+  // not revoked. UNAUTHENTICATED otherwise; a key with a bad format or
+  // checksum fails without a database lookup.
+  absl::StatusOr<AdminCaller> AuthenticateAdmin(absl::string_view admin_key);
+
+  // Returns the organization of an admin key, as AuthenticateAdmin does.
   absl::StatusOr<uint64_t> AuthenticateAdminKey(absl::string_view admin_key);
 
-  // Returns the organization, app and current scopes of a valid access token,
-  // and the invalidation log's latest sequence read in the same snapshot.
-  // INVALID_ARGUMENT when `token` is empty. UNAUTHENTICATED when it is
-  // malformed (no database lookup), unknown, rotated away or its app deleted.
+  // Returns the organization, app, current scopes and expiry of a valid
+  // access token, and the invalidation log's latest sequence read in the
+  // same snapshot. INVALID_ARGUMENT when `token` is empty. UNAUTHENTICATED
+  // when it is malformed (no database lookup), unknown, expired, rotated
+  // away or its app deleted.
   absl::StatusOr<TokenClaims> CheckToken(absl::string_view token);
+
+  // Stores the latest use of each token in `request`, to the minute; see
+  // TokenService.ReportTokenUsage.
+  absl::Status ReportTokenUsage(const v1::ReportTokenUsageRequest& request);
 
   // The PrivateAppService methods, with the codes listed in
   // proto/crm/auth/v1/private_app.proto. CreatePrivateApp returns
   // FAILED_PRECONDITION once the organization has kMaxAppsPerOrganization
   // apps, also under concurrent calls.
-  absl::StatusOr<v1::CreatePrivateAppResponse> CreatePrivateApp(uint64_t organization_id,
+  absl::StatusOr<v1::CreatePrivateAppResponse> CreatePrivateApp(const AdminCaller& caller,
                                                                 const v1::CreatePrivateAppRequest& request);
-  absl::StatusOr<v1::GetPrivateAppResponse> GetPrivateApp(uint64_t organization_id,
+  absl::StatusOr<v1::GetPrivateAppResponse> GetPrivateApp(const AdminCaller& caller,
                                                           const v1::GetPrivateAppRequest& request);
   // Pages hold up to page_size apps, fewer when their logos would make the
   // response larger than about 3 MiB, so that clients with gRPC's default
   // 4 MiB receive limit can read every page.
-  absl::StatusOr<v1::ListPrivateAppsResponse> ListPrivateApps(uint64_t organization_id,
+  absl::StatusOr<v1::ListPrivateAppsResponse> ListPrivateApps(const AdminCaller& caller,
                                                               const v1::ListPrivateAppsRequest& request);
-  absl::StatusOr<v1::UpdatePrivateAppResponse> UpdatePrivateApp(uint64_t organization_id,
+  absl::StatusOr<v1::UpdatePrivateAppResponse> UpdatePrivateApp(const AdminCaller& caller,
                                                                 const v1::UpdatePrivateAppRequest& request);
-  absl::StatusOr<v1::DeletePrivateAppResponse> DeletePrivateApp(uint64_t organization_id,
+  absl::StatusOr<v1::DeletePrivateAppResponse> DeletePrivateApp(const AdminCaller& caller,
                                                                 const v1::DeletePrivateAppRequest& request);
   // Also FAILED_PRECONDITION when the token was encrypted under another
   // token_encryption_key than the server's, and DATA_LOSS when the stored
   // ciphertext fails authentication.
-  absl::StatusOr<v1::GetAccessTokenResponse> GetAccessToken(uint64_t organization_id,
+  absl::StatusOr<v1::GetAccessTokenResponse> GetAccessToken(const AdminCaller& caller,
                                                             const v1::GetAccessTokenRequest& request);
-  // Issues the new token and revokes the old one in one transaction.
-  absl::StatusOr<v1::RotateAccessTokenResponse> RotateAccessToken(
-      uint64_t organization_id, const v1::RotateAccessTokenRequest& request);
+  // Issues the new token and revokes the old one, or starts its overlap, in
+  // one transaction.
+  absl::StatusOr<v1::RotateAccessTokenResponse> RotateAccessToken(const AdminCaller& caller,
+                                                                  const v1::RotateAccessTokenRequest& request);
+  absl::StatusOr<v1::EndAccessTokenOverlapResponse> EndAccessTokenOverlap(
+      const AdminCaller& caller, const v1::EndAccessTokenOverlapRequest& request);
+  absl::StatusOr<v1::CancelAccessTokenRotationResponse> CancelAccessTokenRotation(
+      const AdminCaller& caller, const v1::CancelAccessTokenRotationRequest& request);
+  absl::StatusOr<v1::ListAuditEventsResponse> ListAuditEvents(const AdminCaller& caller,
+                                                              const v1::ListAuditEventsRequest& request);
+  absl::StatusOr<v1::GetOrganizationPolicyResponse> GetOrganizationPolicy(
+      const AdminCaller& caller, const v1::GetOrganizationPolicyRequest& request);
+  absl::StatusOr<v1::UpdateOrganizationPolicyResponse> UpdateOrganizationPolicy(
+      const AdminCaller& caller, const v1::UpdateOrganizationPolicyRequest& request);
 
   // Reads up to `max_entries` invalidation log entries with a sequence above
   // `after_sequence`, and the latest sequence, in one snapshot. The log has
@@ -150,6 +196,10 @@ class AuthStore {
 
  private:
   std::string ListRequestScope(uint64_t organization_id) const;
+  // Shared by EndAccessTokenOverlap (cancel false) and
+  // CancelAccessTokenRotation (cancel true).
+  absl::StatusOr<std::pair<v1::PrivateApp, int64_t>> FinishOverlap(const AdminCaller& caller,
+                                                                   absl::string_view id, bool cancel);
   void NotifyInvalidation(int64_t sequence) const;
 
   MysqlPool* const pool_;

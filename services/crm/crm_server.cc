@@ -28,8 +28,11 @@ absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptio
     checker = server->caching_checker_.get();
     server->watcher_->Start();
   }
+  server->usage_ = std::make_unique<TokenUsageRecorder>(auth_channel, options.token_usage_flush_interval);
+  server->usage_->Start();
   server->workers_ = std::make_unique<WorkerPool>(options.worker_threads, options.max_queued_requests);
-  server->service_ = std::make_unique<CrmServiceImpl>(server->store_.get(), checker, server->workers_.get());
+  server->service_ = std::make_unique<CrmServiceImpl>(server->store_.get(), checker, server->workers_.get(),
+                                                      server->usage_.get());
   server->status_service_ = std::make_unique<CrmStatusServiceImpl>(
       server->token_cache_.get(), server->watcher_.get(), server->caching_checker_.get());
 
@@ -58,6 +61,8 @@ void CrmServer::Shutdown(absl::Duration grace) {
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   // Joining the workers after the server is down lets queued calls finish.
   workers_.reset();
+  // Sends the last uses while the auth service may still be up.
+  usage_.reset();
   watcher_.reset();
 }
 

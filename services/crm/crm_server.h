@@ -21,6 +21,7 @@
 #include "services/crm/token_cache.h"
 #include "services/crm/record_store.h"
 #include "services/crm/token_checker.h"
+#include "services/crm/token_usage.h"
 
 namespace crm::data {
 
@@ -42,6 +43,9 @@ struct CrmServerOptions {
   bool token_cache_enabled = true;
   TokenCacheOptions token_cache;
   InvalidationWatcherOptions invalidation_watcher;
+  // How often token uses are reported to the auth service; zero or less
+  // reports only on FlushTokenUsage() and at shutdown.
+  absl::Duration token_usage_flush_interval = absl::Minutes(1);
 };
 
 // Serves crm.data.v1.CrmStatusService from the cache and watcher state.
@@ -72,6 +76,10 @@ class CrmServer {
   // Stops accepting calls and waits up to `grace` for calls in flight.
   void Shutdown(absl::Duration grace = absl::Seconds(5));
 
+  // Reports the pending token uses to the auth service now; after
+  // Shutdown() they have already been sent.
+  absl::Status FlushTokenUsage() { return usage_ == nullptr ? absl::OkStatus() : usage_->Flush(); }
+
  private:
   CrmServer() = default;
 
@@ -81,6 +89,7 @@ class CrmServer {
   std::unique_ptr<InvalidationWatcher> watcher_;
   std::unique_ptr<CachingTokenChecker> caching_checker_;
   std::unique_ptr<CrmStatusServiceImpl> status_service_;
+  std::unique_ptr<TokenUsageRecorder> usage_;
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<CrmServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -1,5 +1,6 @@
 #include "services/crm/crm_service.h"
 
+#include <google/protobuf/util/time_util.h>
 #include <grpcpp/support/proto_buffer_reader.h>
 
 #include <cstdlib>
@@ -41,6 +42,8 @@ struct CustomMethodName {
 constexpr CustomMethodName kCustomMethods[] = {
     {"ConvertLead", StandardMethod::kConvertLead, crm::auth::v1::MODULE_LEAD, crm::auth::v1::ACTION_UPDATE},
 };
+
+constexpr absl::string_view kGetTokenInfoName = "GetTokenInfo";
 
 constexpr StandardMethodName kStandardMethods[] = {
     {"Create", StandardMethod::kCreate, crm::auth::v1::ACTION_CREATE},
@@ -98,6 +101,20 @@ absl::StatusOr<MethodSpec> SpecForMethod(const MethodDescriptor* method) {
   spec.path = absl::StrCat("/", method->service()->full_name(), "/", method->name());
 
   int scope_count = method->options().ExtensionSize(crm::data::v1::required_scopes);
+  if (method->options().GetExtension(crm::data::v1::no_scope_required)) {
+    if (scope_count != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(method->full_name(), " sets both no_scope_required and required_scopes"));
+    }
+    // Only a method that reads nothing but the token's own claims may go
+    // without a scope.
+    if (method->name() != kGetTokenInfoName) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(method->full_name(), " sets no_scope_required, which only GetTokenInfo may set"));
+    }
+    spec.standard_method = StandardMethod::kGetTokenInfo;
+    return spec;
+  }
   if (scope_count == 0) {
     return absl::InvalidArgumentError(absl::StrCat(method->full_name(), " declares no required_scopes"));
   }
@@ -132,8 +149,9 @@ absl::StatusOr<MethodSpec> SpecForMethod(const MethodDescriptor* method) {
   return absl::InvalidArgumentError(absl::StrCat(method->full_name(), " is neither a standard nor a known custom method"));
 }
 
-CrmServiceImpl::CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers)
-    : store_(store), token_checker_(token_checker), workers_(workers) {
+CrmServiceImpl::CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
+                               TokenUsageRecorder* usage)
+    : store_(store), token_checker_(token_checker), workers_(workers), usage_(usage) {
   const google::protobuf::ServiceDescriptor* service =
       crm::data::v1::CreateLeadRequest::descriptor()->file()->FindServiceByName("CrmService");
   specs_.reserve(service->method_count());
@@ -206,6 +224,20 @@ void CrmServiceImpl::Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims
     return;
   }
   call->claims = *claims;
+  if (usage_ != nullptr) usage_->Record(claims->token_id, call->context->peer());
+  if (call->spec->standard_method == StandardMethod::kGetTokenInfo) {
+    crm::data::v1::GetTokenInfoResponse info;
+    info.set_organization_id(absl::StrCat(claims->organization_id));
+    info.set_app_id(absl::StrCat(claims->app_id));
+    ScopeMaskToProto(claims->scopes, info.mutable_scopes());
+    if (claims->expire_time != absl::InfiniteFuture()) {
+      *info.mutable_expire_time() =
+          google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(claims->expire_time));
+    }
+    SerializeToByteBuffer(info, call->response_bytes);
+    call->Finish(absl::OkStatus());
+    return;
+  }
   ScopeMask missing = call->spec->required_scopes & ~claims->scopes;
   if (missing != 0) {
     google::protobuf::RepeatedPtrField<crm::auth::v1::Scope> names;
@@ -248,6 +280,7 @@ absl::Status CrmServiceImpl::Execute(Call& call) {
                      " (strings must be valid UTF-8)"));
   }
 
+  if (spec.schema == nullptr) return absl::InternalError(absl::StrCat(spec.path, " has no module to execute on"));
   const ModuleSchema& schema = *spec.schema;
   const google::protobuf::Reflection* in = request->GetReflection();
   const google::protobuf::Reflection* out = response->GetReflection();
@@ -296,6 +329,8 @@ absl::Status CrmServiceImpl::Execute(Call& call) {
       status = store_->Delete(schema, organization_id, in->GetString(*request, Field(*request, kIdField)),
                               in->GetString(*request, Field(*request, kEtagField)));
       break;
+    case StandardMethod::kGetTokenInfo:
+      return absl::InternalError("GetTokenInfo is answered before the worker pool");
     case StandardMethod::kConvertLead:
       // The generated factory made both messages, so they have these types.
       status = store_->ConvertLead(organization_id, static_cast<const crm::data::v1::ConvertLeadRequest&>(*request),

@@ -1,6 +1,8 @@
-// The gRPC adapter of CrmService. All 31 methods enter through one handler:
+// The gRPC adapter of CrmService. All 32 methods enter through one handler:
 // the method's descriptor names its operation and required scopes, so
 // authorization and storage are written once for every module.
+// GetTokenInfo, the one method with no_scope_required, is answered from
+// the token's claims without the worker pool or the database.
 //
 // Each call reads the bearer token and verifies it without blocking the gRPC
 // thread. A bad token or missing scope is rejected with UNAUTHENTICATED or
@@ -23,34 +25,41 @@
 #include "services/crm/record_schema.h"
 #include "services/crm/record_store.h"
 #include "services/crm/token_checker.h"
+#include "services/crm/token_usage.h"
 
 namespace crm::data {
 
 // The operation of a method: one of the five standard methods of its
-// module, or the custom method ConvertLead.
-enum class StandardMethod { kCreate, kGet, kList, kUpdate, kDelete, kConvertLead };
+// module, the custom method ConvertLead, or GetTokenInfo, which belongs to
+// no module.
+enum class StandardMethod { kCreate, kGet, kList, kUpdate, kDelete, kConvertLead, kGetTokenInfo };
 
 // Facts about one CrmService method that the handler reads from its
 // descriptor.
 struct MethodSpec {
   const google::protobuf::MethodDescriptor* method = nullptr;
   StandardMethod standard_method = StandardMethod::kGet;
+  // Null for GetTokenInfo.
   const ModuleSchema* schema = nullptr;
+  // 0 only for a method with no_scope_required.
   ScopeMask required_scopes = 0;
   // "/crm.data.v1.CrmService/GetLead", for logs.
   std::string path;
 };
 
 // Builds the spec of `method`. INVALID_ARGUMENT when the method declares no
-// required scope, or its name or first scope do not fit a standard method
-// of one module or a known custom method.
+// required scope and does not set no_scope_required (which only
+// GetTokenInfo may set), sets both, or its name or first scope do not fit
+// a standard method of one module or a known custom method.
 absl::StatusOr<MethodSpec> SpecForMethod(const google::protobuf::MethodDescriptor* method);
 
 class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
  public:
   // Aborts when a method's spec cannot be built, so a proto change that
   // omits a scope cannot start serving.
-  CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers);
+  // `usage`, when not null, records every accepted token.
+  CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
+                 TokenUsageRecorder* usage = nullptr);
 
  private:
   struct Call;
@@ -63,6 +72,7 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
   RecordStore* const store_;
   TokenChecker* const token_checker_;
   WorkerPool* const workers_;
+  TokenUsageRecorder* const usage_;
   std::vector<MethodSpec> specs_;
 };
 

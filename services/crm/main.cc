@@ -24,6 +24,9 @@ ABSL_FLAG(bool, token_cache, true,
           "auth server (for benchmarks)");
 ABSL_FLAG(int, token_cache_max_entries, 100000, "Maximum cached token checks");
 ABSL_FLAG(int, token_cache_max_age_seconds, 300, "Seconds after which a cached token check is dropped");
+ABSL_FLAG(int, token_usage_flush_interval_seconds, 60,
+          "Seconds between reports of token uses (last_used_time) to the auth server; 0 reports only at "
+          "shutdown");
 ABSL_FLAG(int, invalidation_heartbeat_timeout_ms, 3000,
           "Milliseconds without a message on the invalidation stream after which the cache is not used");
 
@@ -74,6 +77,7 @@ int main(int argc, char** argv) {
   options.token_cache_enabled = absl::GetFlag(FLAGS_token_cache);
   options.token_cache.max_entries = static_cast<size_t>(absl::GetFlag(FLAGS_token_cache_max_entries));
   options.token_cache.max_age = absl::Seconds(absl::GetFlag(FLAGS_token_cache_max_age_seconds));
+  options.token_usage_flush_interval = absl::Seconds(absl::GetFlag(FLAGS_token_usage_flush_interval_seconds));
   options.invalidation_watcher.heartbeat_timeout =
       absl::Milliseconds(absl::GetFlag(FLAGS_invalidation_heartbeat_timeout_ms));
   absl::StatusOr<std::unique_ptr<crm::data::CrmServer>> server = crm::data::CrmServer::Start(options, pool->get());

@@ -16,7 +16,8 @@ std::optional<Claims> TokenCache::Lookup(const std::string& token_digest) {
   absl::MutexLock lock(&mu_);
   auto it = entries_.find(token_digest);
   if (it == entries_.end()) return std::nullopt;
-  if (clock_() - it->second.inserted > options_.max_age) {
+  absl::Time now = clock_();
+  if (now - it->second.inserted > options_.max_age || now >= it->second.claims.expire_time) {
     EraseLocked(token_digest);
     return std::nullopt;
   }
@@ -42,6 +43,7 @@ bool TokenCache::Insert(const std::string& token_digest, const Claims& claims) {
   absl::MutexLock lock(&mu_);
   if (IsStaleLocked(claims.app_id, claims.invalidation_sequence)) return false;
   if (options_.max_entries == 0) return false;
+  if (clock_() >= claims.expire_time) return false;
   while (entries_.size() >= options_.max_entries && !insertion_order_.empty()) {
     std::string oldest = std::move(insertion_order_.front());
     insertion_order_.pop_front();

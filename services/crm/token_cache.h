@@ -4,7 +4,11 @@
 // CachingTokenChecker reads the cache only while the stream is current.
 //
 // Bounds: at most max_entries results (the oldest-inserted is evicted
-// first), each dropped after max_age whatever the stream says. Every entry
+// first), each dropped after max_age whatever the stream says, and never
+// returned at or after the token's own expire_time. The expiry is checked
+// against the local clock on every hit, so a token that reaches its
+// scheduled expiry (its own, or the end of a rotation overlap) needs no
+// invalidation entry: the cached claims carry the time themselves. Every entry
 // has the same fixed size, so the entry bound also bounds memory;
 // ApproximateBytes() reports it.
 #ifndef CRM_SERVICES_CRM_TOKEN_CACHE_H_
@@ -40,7 +44,7 @@ class TokenCache {
   explicit TokenCache(TokenCacheOptions options, Clock clock = absl::Now);
 
   // Returns the cached claims of the token with this SHA-256 digest, unless
-  // absent or older than max_age.
+  // absent, older than max_age or past the token's expire_time.
   std::optional<Claims> Lookup(const std::string& token_digest);
 
   // Whether an invalidation of `app_id` newer than `answer_sequence` has
@@ -48,8 +52,8 @@ class TokenCache {
   // Also true when such entries are no longer remembered.
   bool IsStale(uint64_t app_id, int64_t answer_sequence);
 
-  // Stores an answer read at claims.invalidation_sequence, unless IsStale.
-  // Returns whether it was stored.
+  // Stores an answer read at claims.invalidation_sequence, unless IsStale
+  // or already expired. Returns whether it was stored.
   bool Insert(const std::string& token_digest, const Claims& claims);
 
   // Drops every answer of `app_id` and records the entry as applied at

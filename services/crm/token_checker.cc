@@ -1,5 +1,7 @@
 #include "services/crm/token_checker.h"
 
+#include <google/protobuf/util/time_util.h>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -26,6 +28,13 @@ absl::StatusOr<Claims> ClaimsFromResponse(const crm::auth::v1::CheckTokenRespons
   if (!scopes.ok()) return absl::InternalError("auth service returned invalid scopes");
   claims.scopes = *scopes;
   claims.invalidation_sequence = response.invalidation_sequence();
+  if (!response.token_id().empty() && !absl::SimpleAtoi(response.token_id(), &claims.token_id)) {
+    return absl::InternalError("auth service returned a malformed token id");
+  }
+  if (response.has_expire_time()) {
+    claims.expire_time = absl::FromUnixMicros(
+        google::protobuf::util::TimeUtil::TimestampToMicroseconds(response.expire_time()));
+  }
   return claims;
 }
 

@@ -18,11 +18,17 @@
 
 namespace crm::data {
 
-// Organization, app and scopes of a verified token.
+// Organization, app, scopes and expiry of a verified token.
 struct Claims {
   uint64_t organization_id = 0;
   uint64_t app_id = 0;
+  // The token's row id at the auth service, for usage reports; 0 when
+  // unknown.
+  uint64_t token_id = 0;
   ScopeMask scopes = 0;
+  // When the token stops working; InfiniteFuture() when it does not
+  // expire. The cache never returns the claims from this time on.
+  absl::Time expire_time = absl::InfiniteFuture();
   // The auth service's invalidation sequence when it read the token. The
   // result reflects every invalidation up to it.
   int64_t invalidation_sequence = 0;

@@ -1,6 +1,7 @@
 // The full 6 x 4 scope matrix: with exactly one scope granted, the methods
 // that need it succeed and every other CrmService method is
-// PERMISSION_DENIED, across all 31 methods.
+// PERMISSION_DENIED, across all 32 methods. GetTokenInfo, which needs no
+// scope, succeeds with every one.
 #include <map>
 
 #include "crm/data/v1/crm_service.pb.h"
@@ -82,6 +83,8 @@ class ScopeMatrixTest : public ::testing::Test {
       case crm::data::StandardMethod::kList:
         reflection->SetInt32(request.get(), type->FindFieldByName("page_size"), 5);
         break;
+      case crm::data::StandardMethod::kGetTokenInfo:
+        break;  // The request has no fields.
     }
     return request;
   }
@@ -99,6 +102,7 @@ TEST_F(ScopeMatrixTest, EachScopeAllowsExactlyItsMethods) {
   for (const crm::data::MethodSpec& spec : specs) {
     if (spec.standard_method == crm::data::StandardMethod::kCreate) create_of[spec.schema->module] = &spec;
   }
+  int unscoped_calls = 0;
 
   crm::auth::v1::CreatePrivateAppResponse app = stack_->NewApp(admin_key_, {AllScopes()[0]}, "Matrix");
   int allowed_calls = 0;
@@ -113,6 +117,17 @@ TEST_F(ScopeMatrixTest, EachScopeAllowsExactlyItsMethods) {
     ScopeMask granted_bit = ScopeBit(granted.module(), granted.action());
 
     for (const crm::data::MethodSpec& spec : specs) {
+      if (spec.required_scopes == 0) {
+        // A method without a scope must still accept any valid token.
+        std::unique_ptr<Message> request = NewMessage(spec.method->input_type());
+        std::unique_ptr<Message> response = NewMessage(spec.method->output_type());
+        grpc::Status status =
+            CallMethod(stack_->generic_crm(), spec.method, app.access_token(), *request, response.get());
+        EXPECT_TRUE(status.ok()) << spec.method->name() << ": " << status.error_code() << " "
+                                 << status.error_message();
+        ++unscoped_calls;
+        continue;
+      }
       std::string id = Seed(*create_of.at(spec.schema->module));
       std::unique_ptr<Message> request = BuildRequest(spec, id);
       std::unique_ptr<Message> response = NewMessage(spec.method->output_type());
@@ -130,6 +145,8 @@ TEST_F(ScopeMatrixTest, EachScopeAllowsExactlyItsMethods) {
   // Read scopes allow Get and List; the others one method each. No single
   // scope allows ConvertLead, which needs four.
   EXPECT_EQ(allowed_calls, 30);
+  // GetTokenInfo once per scope.
+  EXPECT_EQ(unscoped_calls, 24);
 }
 
 TEST_F(ScopeMatrixTest, DeniedCreateStoresNothing) {

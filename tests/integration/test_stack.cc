@@ -103,6 +103,7 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
     crm_options.page_token_key = stack->secrets_.page_token_key;
     crm_options.token_cache_enabled = options.token_cache;
     crm_options.invalidation_watcher.heartbeat_timeout = options.heartbeat_timeout;
+    crm_options.token_usage_flush_interval = options.token_usage_flush_interval;
     absl::StatusOr<std::unique_ptr<crm::data::CrmServer>> crm_server =
         crm::data::CrmServer::Start(crm_options, stack->data_pool_.get());
     if (!crm_server.ok()) return crm_server.status();

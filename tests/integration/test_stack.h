@@ -31,6 +31,8 @@ struct StackOptions {
   int crm_servers = 1;
   bool token_cache = true;
   absl::Duration heartbeat_timeout = absl::Seconds(3);
+  // Zero: CRM servers report token uses only on FlushTokenUsage().
+  absl::Duration token_usage_flush_interval = absl::ZeroDuration();
 };
 
 class TestStack {

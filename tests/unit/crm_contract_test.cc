@@ -1,8 +1,9 @@
 // Checks that CrmService's contract is complete: every method declares the
 // scopes it needs and maps to a standard method of one module or to the
-// custom method ConvertLead.
+// custom method ConvertLead, except GetTokenInfo, which needs no scope.
 #include <set>
 
+#include "crm/data/v1/annotations.pb.h"
 #include "crm/data/v1/crm_service.pb.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "gtest/gtest.h"
@@ -18,12 +19,27 @@ const google::protobuf::ServiceDescriptor* CrmServiceDescriptor() {
 TEST(CrmContract, EveryMethodDeclaresScope) {
   const google::protobuf::ServiceDescriptor* service = CrmServiceDescriptor();
   ASSERT_NE(service, nullptr);
+  int unscoped = 0;
   for (int i = 0; i < service->method_count(); ++i) {
     absl::StatusOr<MethodSpec> spec = SpecForMethod(service->method(i));
     ASSERT_TRUE(spec.ok()) << spec.status();
+    if (spec->standard_method == StandardMethod::kGetTokenInfo) {
+      ++unscoped;
+      EXPECT_EQ(spec->required_scopes, 0u);
+      EXPECT_EQ(spec->schema, nullptr);
+      continue;
+    }
     EXPECT_NE(spec->required_scopes, 0u) << service->method(i)->name();
     EXPECT_NE(spec->schema, nullptr) << service->method(i)->name();
   }
+  EXPECT_EQ(unscoped, 1);
+}
+
+TEST(CrmContract, GetTokenInfoNeedsNoScope) {
+  absl::StatusOr<MethodSpec> spec = SpecForMethod(CrmServiceDescriptor()->FindMethodByName("GetTokenInfo"));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(StandardMethod::kGetTokenInfo, spec->standard_method);
+  EXPECT_EQ(0u, spec->required_scopes);
 }
 
 TEST(CrmContract, FiveMethodsPerModulePlusConvertLead) {
@@ -32,6 +48,7 @@ TEST(CrmContract, FiveMethodsPerModulePlusConvertLead) {
   for (int i = 0; i < service->method_count(); ++i) {
     absl::StatusOr<MethodSpec> spec = SpecForMethod(service->method(i));
     ASSERT_TRUE(spec.ok()) << spec.status();
+    if (spec->schema == nullptr) continue;  // GetTokenInfo, checked above.
     EXPECT_TRUE(seen.emplace(spec->schema->module, static_cast<int>(spec->standard_method)).second)
         << service->method(i)->name() << " repeats a module and standard method";
   }
@@ -69,6 +86,37 @@ TEST(CrmContract, MethodWithoutScopeIsRejected) {
 
   absl::StatusOr<MethodSpec> spec = SpecForMethod(built->service(0)->method(0));
   EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Only GetTokenInfo may go without a scope: another method that sets
+// no_scope_required, or one that sets it beside required_scopes, is rejected.
+TEST(CrmContract, NoScopeRequiredOnlyForGetTokenInfo) {
+  google::protobuf::DescriptorPool pool(google::protobuf::DescriptorPool::generated_pool());
+  google::protobuf::FileDescriptorProto file;
+  file.set_name("no_scope_test.proto");
+  file.set_package("crm.test");
+  file.set_syntax("proto3");
+  file.add_dependency("crm/data/v1/crm_service.proto");
+  google::protobuf::ServiceDescriptorProto* service = file.add_service();
+  service->set_name("NoScopeService");
+  google::protobuf::MethodDescriptorProto* get_lead = service->add_method();
+  get_lead->set_name("GetLead");
+  get_lead->set_input_type(".crm.data.v1.GetLeadRequest");
+  get_lead->set_output_type(".crm.data.v1.GetLeadResponse");
+  get_lead->mutable_options()->SetExtension(crm::data::v1::no_scope_required, true);
+  google::protobuf::MethodDescriptorProto* both = service->add_method();
+  both->set_name("GetTokenInfo");
+  both->set_input_type(".crm.data.v1.GetTokenInfoRequest");
+  both->set_output_type(".crm.data.v1.GetTokenInfoResponse");
+  both->mutable_options()->SetExtension(crm::data::v1::no_scope_required, true);
+  crm::auth::v1::Scope* scope = both->mutable_options()->AddExtension(crm::data::v1::required_scopes);
+  scope->set_module(crm::auth::v1::MODULE_LEAD);
+  scope->set_action(crm::auth::v1::ACTION_READ);
+  const google::protobuf::FileDescriptor* built = pool.BuildFile(file);
+  ASSERT_NE(built, nullptr);
+
+  EXPECT_EQ(SpecForMethod(built->service(0)->method(0)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SpecForMethod(built->service(0)->method(1)).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

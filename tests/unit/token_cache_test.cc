@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "services/crm/caching_token_checker.h"
 #include "services/crm/token_cache.h"
+#include "services/crm/token_usage.h"
 
 namespace crm::data {
 namespace {
@@ -50,6 +51,38 @@ TEST(TokenCache, MemoryStaysBoundedUnderChurn) {
   for (int i = 0; i < 100000; ++i) cache.Insert(Digest(i % 1000), ClaimsFor(i % 50));
   EXPECT_LE(cache.Size(), 100u);
   EXPECT_LE(cache.ApproximateBytes(), 100 * 1024u);
+}
+
+// A token that reaches its own expiry is no longer returned from the cache,
+// with no invalidation entry and long before max_age.
+TEST(TokenCache, TokenExpiryEndsHits) {
+  FakeClock clock;
+  TokenCache cache(TokenCacheOptions{}, [&clock] { return clock.Now(); });
+  Claims claims = ClaimsFor(7);
+  claims.expire_time = clock.Now() + absl::Seconds(10);
+  ASSERT_TRUE(cache.Insert(Digest(1), claims));
+  clock.Advance(absl::Seconds(9));
+  EXPECT_TRUE(cache.Lookup(Digest(1)).has_value());
+  clock.Advance(absl::Seconds(1));
+  EXPECT_FALSE(cache.Lookup(Digest(1)).has_value());
+  EXPECT_EQ(cache.Size(), 0u);
+}
+
+TEST(TokenCache, ExpiredClaimsAreNotStored) {
+  FakeClock clock;
+  TokenCache cache(TokenCacheOptions{}, [&clock] { return clock.Now(); });
+  Claims claims = ClaimsFor(7);
+  claims.expire_time = clock.Now();
+  EXPECT_FALSE(cache.Insert(Digest(1), claims));
+  EXPECT_FALSE(cache.Lookup(Digest(1)).has_value());
+}
+
+TEST(PeerAddress, StripsSchemeAndPort) {
+  EXPECT_EQ(PeerAddress("ipv4:127.0.0.1:53211"), "127.0.0.1");
+  EXPECT_EQ(PeerAddress("ipv6:[::1]:53211"), "::1");
+  EXPECT_EQ(PeerAddress("ipv6:[fe80::1%eth0]:80"), "fe80::1%eth0");
+  EXPECT_EQ(PeerAddress("unix:/tmp/socket"), "");
+  EXPECT_EQ(PeerAddress("ipv6:::1"), "");
 }
 
 TEST(TokenCache, MaximumAgeExpires) {
