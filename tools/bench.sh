@@ -186,7 +186,9 @@ start_server() {
   server_pid=$!
   pids+=("$server_pid")
   for _ in $(seq 1 300); do
-    server_port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$state/$name.log" | head -1)
+    # The shell may not have created the log yet, so a missing file is
+    # the same as an empty one.
+    server_port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\).*/\1/p' "$state/$name.log" 2>/dev/null | head -1 || true)
     [[ -n $server_port ]] && return 0
     if ! kill -0 "$server_pid" 2>/dev/null; then
       log "$name exited during start-up:"
