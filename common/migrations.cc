@@ -74,7 +74,11 @@ absl::Status ApplyMigrations(MysqlPool& pool, absl::string_view lock_name,
 
     std::unique_ptr<sql::PreparedStatement> unlock(connection.prepareStatement("SELECT RELEASE_LOCK(?)"));
     unlock->setString(1, std::string(lock_name));
-    unlock->executeQuery();
+    // The result set must be read and freed: it keeps the statement's
+    // native handles alive, and an unread result breaks the next query.
+    std::unique_ptr<sql::ResultSet> unlocked(unlock->executeQuery());
+    while (unlocked->next()) {
+    }
     return absl::OkStatus();
   });
 }
