@@ -36,7 +36,7 @@ TEST(PageToken, TamperedOrGarbageRejected) {
 }
 
 // absl's base64 decoder skips whitespace and accepts padding and stray low
-// bits in the last character; the fuzzer found a token with a space inside
+// bits in the last character. The fuzzer found a token with a space inside
 // that still decoded. Only the exact text Encode wrote may decode.
 TEST(PageToken, OtherSpellingsOfTokenRejected) {
   PageTokenCodec codec(std::string(32, 'k'));
