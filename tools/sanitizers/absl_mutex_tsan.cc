@@ -45,6 +45,24 @@ Function Real(const char* mangled_name) {
   return reinterpret_cast<Function>(symbol);
 }
 
+// Some functions call others of this file through the library's PLT, such
+// as CondVar::WaitWithTimeout calling WaitWithDeadline. Only the outermost
+// call on a thread is annotated.
+thread_local int annotated_calls = 0;
+
+// Runs `call` annotated by `before` and `after` unless this thread is
+// already inside an annotated call.
+template <typename Before, typename Call, typename After>
+auto Annotated(Before before, Call call, After after) {
+  if (annotated_calls > 0) return call();
+  ++annotated_calls;
+  before();
+  auto result = call();
+  after();
+  --annotated_calls;
+  return result;
+}
+
 void IgnoreAccessesBegin() {
   AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
   AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
@@ -59,26 +77,61 @@ void IgnoreAccessesEnd() {
 // with accesses ignored in between.
 template <typename Wait>
 auto AnnotatedWait(void* mu, Wait wait) {
-  __tsan_mutex_pre_unlock(mu, 0);
-  __tsan_mutex_post_unlock(mu, 0);
-  IgnoreAccessesBegin();
-  auto result = wait();
-  IgnoreAccessesEnd();
-  __tsan_mutex_pre_lock(mu, 0);
-  __tsan_mutex_post_lock(mu, 0, 0);
-  return result;
+  return Annotated(
+      [mu] {
+        __tsan_mutex_pre_unlock(mu, 0);
+        __tsan_mutex_post_unlock(mu, 0);
+        IgnoreAccessesBegin();
+      },
+      wait,
+      [mu] {
+        IgnoreAccessesEnd();
+        __tsan_mutex_pre_lock(mu, 0);
+        __tsan_mutex_post_lock(mu, 0, 0);
+      });
 }
 
 // Runs `lock_when`, which acquires `mu` once a condition holds, with
 // accesses ignored until it returns.
 template <typename LockWhen>
 auto AnnotatedLockWhen(void* mu, unsigned flags, LockWhen lock_when) {
+  return Annotated(
+      [mu, flags] {
+        __tsan_mutex_pre_lock(mu, flags);
+        IgnoreAccessesBegin();
+      },
+      lock_when,
+      [mu, flags] {
+        IgnoreAccessesEnd();
+        __tsan_mutex_post_lock(mu, flags, 0);
+      });
+}
+
+// Runs `lock`, which acquires `mu` with `flags`.
+template <typename Lock>
+auto AnnotatedLock(void* mu, unsigned flags, Lock lock) {
+  return Annotated([mu, flags] { __tsan_mutex_pre_lock(mu, flags); }, lock,
+                   [mu, flags] { __tsan_mutex_post_lock(mu, flags, 0); });
+}
+
+// Runs `unlock`, which releases `mu` held with `flags`.
+template <typename Unlock>
+auto AnnotatedUnlock(void* mu, unsigned flags, Unlock unlock) {
+  return Annotated([mu, flags] { __tsan_mutex_pre_unlock(mu, flags); }, unlock,
+                   [mu, flags] { __tsan_mutex_post_unlock(mu, flags); });
+}
+
+// Runs `try_lock`, which returns whether it acquired `mu`.
+template <typename TryLock>
+bool AnnotatedTryLock(void* mu, unsigned flags, TryLock try_lock) {
+  if (annotated_calls > 0) return try_lock();
+  ++annotated_calls;
+  flags |= __tsan_mutex_try_lock;
   __tsan_mutex_pre_lock(mu, flags);
-  IgnoreAccessesBegin();
-  auto result = lock_when();
-  IgnoreAccessesEnd();
-  __tsan_mutex_post_lock(mu, flags, 0);
-  return result;
+  bool locked = try_lock();
+  __tsan_mutex_post_lock(mu, flags | (locked ? 0 : __tsan_mutex_try_lock_failed), 0);
+  --annotated_calls;
+  return locked;
 }
 
 }  // namespace
@@ -87,47 +140,44 @@ namespace absl {
 
 void Mutex::Lock() {
   static auto real = Real<void (*)(Mutex*)>("_ZN4absl7debian35Mutex4LockEv");
-  __tsan_mutex_pre_lock(this, 0);
-  real(this);
-  __tsan_mutex_post_lock(this, 0, 0);
+  AnnotatedLock(this, 0, [this] {
+    real(this);
+    return true;
+  });
 }
 
 void Mutex::Unlock() {
   static auto real = Real<void (*)(Mutex*)>("_ZN4absl7debian35Mutex6UnlockEv");
-  __tsan_mutex_pre_unlock(this, 0);
-  real(this);
-  __tsan_mutex_post_unlock(this, 0);
+  AnnotatedUnlock(this, 0, [this] {
+    real(this);
+    return true;
+  });
 }
 
 bool Mutex::TryLock() {
   static auto real = Real<bool (*)(Mutex*)>("_ZN4absl7debian35Mutex7TryLockEv");
-  __tsan_mutex_pre_lock(this, __tsan_mutex_try_lock);
-  bool locked = real(this);
-  __tsan_mutex_post_lock(this, __tsan_mutex_try_lock | (locked ? 0 : __tsan_mutex_try_lock_failed), 0);
-  return locked;
+  return AnnotatedTryLock(this, 0, [this] { return real(this); });
 }
 
 void Mutex::ReaderLock() {
   static auto real = Real<void (*)(Mutex*)>("_ZN4absl7debian35Mutex10ReaderLockEv");
-  __tsan_mutex_pre_lock(this, __tsan_mutex_read_lock);
-  real(this);
-  __tsan_mutex_post_lock(this, __tsan_mutex_read_lock, 0);
+  AnnotatedLock(this, __tsan_mutex_read_lock, [this] {
+    real(this);
+    return true;
+  });
 }
 
 void Mutex::ReaderUnlock() {
   static auto real = Real<void (*)(Mutex*)>("_ZN4absl7debian35Mutex12ReaderUnlockEv");
-  __tsan_mutex_pre_unlock(this, __tsan_mutex_read_lock);
-  real(this);
-  __tsan_mutex_post_unlock(this, __tsan_mutex_read_lock);
+  AnnotatedUnlock(this, __tsan_mutex_read_lock, [this] {
+    real(this);
+    return true;
+  });
 }
 
 bool Mutex::ReaderTryLock() {
   static auto real = Real<bool (*)(Mutex*)>("_ZN4absl7debian35Mutex13ReaderTryLockEv");
-  unsigned flags = __tsan_mutex_read_lock | __tsan_mutex_try_lock;
-  __tsan_mutex_pre_lock(this, flags);
-  bool locked = real(this);
-  __tsan_mutex_post_lock(this, flags | (locked ? 0 : __tsan_mutex_try_lock_failed), 0);
-  return locked;
+  return AnnotatedTryLock(this, __tsan_mutex_read_lock, [this] { return real(this); });
 }
 
 void Mutex::Await(const Condition& cond) {
