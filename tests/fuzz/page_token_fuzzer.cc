@@ -22,7 +22,7 @@
 namespace crm {
 namespace {
 
-// Reads the input front to back; past the end every read returns zeros or
+// Reads the input front to back. Past the end every read returns zeros or
 // an empty string, so any input is a complete set of choices.
 class InputReader {
  public:

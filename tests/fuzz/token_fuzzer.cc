@@ -35,8 +35,8 @@ TokenKind OtherKind(TokenKind kind) {
 // Whether `message` is one of the texts ValidateTokenFormat documents, with
 // only the length as a variable part.
 bool IsFixedRejection(TokenKind kind, absl::string_view message, size_t input_size) {
-  std::string what = kind == TokenKind::kAppToken ? "access token" : "admin key";
-  std::string start = absl::StrCat("malformed ", what, ": ");
+  std::string kind_name = kind == TokenKind::kAppToken ? "access token" : "admin key";
+  std::string start = absl::StrCat("malformed ", kind_name, ": ");
   return message == absl::StrCat(start, "expected prefix ", TokenPrefix(kind)) ||
          message == absl::StrCat(start, "expected ", kTokenChars, " characters, got ", input_size) ||
          message == absl::StrCat(start, "characters after the prefix must be base62") ||

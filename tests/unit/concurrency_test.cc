@@ -185,9 +185,14 @@ TEST(TokenCacheConcurrency, NoAnswerOutlivesItsInvalidation) {
 class ThreadedRemote : public TokenChecker {
  public:
   explicit ThreadedRemote(std::atomic<int64_t>* sequence) : sequence_(sequence) {}
-  ~ThreadedRemote() override {
+  ~ThreadedRemote() override { JoinAnswers(); }
+
+  // Waits until every answer has been delivered. The caching checker that
+  // receives them must outlive this call.
+  void JoinAnswers() {
     std::lock_guard<std::mutex> lock(mu_);
     for (std::thread& thread : threads_) thread.join();
+    threads_.clear();
   }
 
   void Check(const std::string& token, absl::Time deadline, Callback done) override {
@@ -241,7 +246,7 @@ TEST(CachingTokenCheckerConcurrency, EveryCheckAnsweredOnce) {
     });
     for (std::thread& caller : callers) caller.join();
     invalidator.join();
-    // ~ThreadedRemote joins the answer threads before the counts are read.
+    remote.JoinAnswers();
   }
   EXPECT_EQ(kCallers * kChecksEach, answers.load());
   EXPECT_EQ(0, wrong_app.load());
