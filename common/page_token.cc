@@ -23,6 +23,13 @@ absl::Status InvalidToken() {
       "page_token is invalid: pass next_page_token unchanged, with the same request and credential");
 }
 
+// Decodes `token` only when it is exactly what WebSafeBase64Escape writes.
+// absl's decoder also accepts whitespace, padding and stray low bits in the
+// last character, so several texts would decode to one token.
+bool UnescapeCanonical(absl::string_view token, std::string* payload) {
+  return absl::WebSafeBase64Unescape(token, payload) && absl::WebSafeBase64Escape(*payload) == token;
+}
+
 }  // namespace
 
 std::string PageTokenCodec::Encode(absl::string_view request_scope, uint64_t last_id) const {
@@ -36,7 +43,7 @@ std::string PageTokenCodec::Encode(absl::string_view request_scope, uint64_t las
 absl::StatusOr<uint64_t> PageTokenCodec::Decode(absl::string_view request_scope,
                                                 absl::string_view token) const {
   std::string payload;
-  if (!absl::WebSafeBase64Unescape(token, &payload) ||
+  if (!UnescapeCanonical(token, &payload) ||
       payload.size() != 1 + kFingerprintBytes + kIdBytes + kMacBytes || payload[0] != kVersion) {
     return InvalidToken();
   }
@@ -67,7 +74,7 @@ absl::StatusOr<std::string> PageTokenCodec::DecodePosition(absl::string_view req
   // Base64 needs 4 characters per 3 bytes; anything longer cannot be ours.
   if (token.size() > (kOverhead + kMaxPositionBytes + 2) / 3 * 4) return InvalidToken();
   std::string payload;
-  if (!absl::WebSafeBase64Unescape(token, &payload) || payload.size() < kOverhead ||
+  if (!UnescapeCanonical(token, &payload) || payload.size() < kOverhead ||
       payload[0] != kPositionVersion) {
     return InvalidToken();
   }

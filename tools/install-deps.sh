@@ -16,9 +16,17 @@ packages=(
   python3-grpcio python3-protobuf
   python3-yaml
 )
+# Only the tests need these, not the servers or their image: clang and
+# libFuzzer for the fuzz preset, and libpng and libjpeg as the reference
+# decoders of the logo fuzz target. gcc's sanitizer runtimes come with
+# build-essential.
+test_packages=(
+  clang-14 libclang-rt-14-dev
+  libpng-dev libjpeg62-turbo-dev
+)
 
 missing=()
-for package in "${packages[@]}"; do
+for package in "${packages[@]}" "${test_packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$package")
   fi

@@ -35,6 +35,29 @@ TEST(PageToken, TamperedOrGarbageRejected) {
   EXPECT_FALSE(other_key.Decode("scope", token).ok());
 }
 
+// absl's base64 decoder skips whitespace and accepts padding and stray low
+// bits in the last character. The fuzzer found a token with a space inside
+// that still decoded. Only the exact text Encode wrote may decode.
+TEST(PageToken, OtherSpellingsOfTokenRejected) {
+  PageTokenCodec codec(std::string(32, 'k'));
+  std::string token = codec.Encode("scope", 7);
+  ASSERT_TRUE(codec.Decode("scope", token).ok());
+  EXPECT_FALSE(codec.Decode("scope", token.substr(0, 10) + " " + token.substr(10)).ok()) << "space inside";
+  EXPECT_FALSE(codec.Decode("scope", token + "\n").ok()) << "trailing line break";
+  EXPECT_FALSE(codec.Decode("scope", token + "=").ok()) << "padding";
+
+  // A 26-byte payload takes 35 characters, so the last one carries two
+  // unused low bits.
+  std::string position_token = codec.EncodePosition("scope", "a");
+  ASSERT_EQ(35u, position_token.size());
+  ASSERT_TRUE(codec.DecodePosition("scope", position_token).ok());
+  std::string stray_bits = position_token;
+  const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  stray_bits.back() = alphabet[alphabet.find(stray_bits.back()) ^ 1];
+  EXPECT_FALSE(codec.DecodePosition("scope", stray_bits).ok()) << "stray low bits";
+  EXPECT_FALSE(codec.DecodePosition("scope", position_token + "=").ok()) << "padding";
+}
+
 TEST(Text, InvalidUtf8Rejected) {
   TextRules rules{.max_code_points = 100};
   for (const char* bytes : {"\xC3", "\xC0\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "a\xFFz"}) {
