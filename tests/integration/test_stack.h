@@ -31,6 +31,8 @@ struct StackOptions {
   int crm_servers = 1;
   bool token_cache = true;
   absl::Duration heartbeat_timeout = absl::Seconds(3);
+  // Serve Prometheus metrics on a kernel-picked loopback port per server.
+  bool metrics = false;
 };
 
 class TestStack {
@@ -64,6 +66,9 @@ class TestStack {
   // Stops auth server `index` (calls in flight get `grace`); its stubs
   // then fail with UNAVAILABLE.
   void StopAuthServer(size_t index, absl::Duration grace = absl::ZeroDuration());
+
+  // Stops CRM server `index` the same way.
+  void StopCrmServer(size_t index, absl::Duration grace = absl::ZeroDuration());
 
   // Returns the invalidation sequence CRM server `index` has applied, or -1
   // when its status cannot be read.
