@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -47,6 +48,26 @@ constexpr KeyName kKeyNames[] = {
 // Base64 values of one key name by number, highest (newest) first.
 using NumberedValues = std::map<int, std::string, std::greater<>>;
 
+// Suffix of the entry that names the key number used for writes, as in
+// "token_encryption_key.current=1".
+constexpr char kCurrentSuffix[] = "current";
+
+// The keys of one name as read from the file or the environment.
+struct KeySource {
+  NumberedValues values;
+  // The number named by a `current` entry, or -1 for the highest.
+  int current = -1;
+};
+
+bool ParseKeyNumber(absl::string_view text, int* number) {
+  if (text == "0") {
+    *number = 0;
+    return true;
+  }
+  return !text.empty() && text.front() != '0' && absl::SimpleAtoi(text, number) && *number >= 1 &&
+         *number <= kMaxKeyNumber;
+}
+
 // Splits "name" or "name.N" into the name and N (0 without a number).
 bool ParseEntryName(absl::string_view text, std::string* name, int* number) {
   std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(text, absl::MaxSplits('.', 1));
@@ -65,7 +86,7 @@ bool IsKnownName(absl::string_view name) {
 }
 
 // Reads the key file into values by key name and number.
-absl::StatusOr<std::map<std::string, NumberedValues>> ReadKeyFile(const std::string& path) {
+absl::StatusOr<std::map<std::string, KeySource>> ReadKeyFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) {
     return absl::NotFoundError(absl::StrCat("cannot read key file ", path, ": ", std::strerror(errno)));
@@ -75,7 +96,7 @@ absl::StatusOr<std::map<std::string, NumberedValues>> ReadKeyFile(const std::str
     spdlog::warn("key file {} is readable by group or others; chmod 600 it", path);
   }
 
-  std::map<std::string, NumberedValues> values;
+  std::map<std::string, KeySource> values;
   std::string line;
   int line_number = 0;
   while (std::getline(in, line)) {
@@ -91,6 +112,20 @@ absl::StatusOr<std::map<std::string, NumberedValues>> ReadKeyFile(const std::str
     }
     std::string name;
     int number = 0;
+    if (absl::EndsWith(entry, absl::StrCat(".", kCurrentSuffix))) {
+      name = std::string(entry.substr(0, entry.size() - std::strlen(kCurrentSuffix) - 1));
+      if (!IsKnownName(name) || !ParseKeyNumber(value, &number)) {
+        return absl::InvalidArgumentError(absl::StrCat("key file ", path, " line ", line_number, ": ", entry,
+                                                       " must name a known key with a number from 0 to ",
+                                                       kMaxKeyNumber));
+      }
+      if (values[name].current >= 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("key file ", path, " line ", line_number, ": ", entry, " is defined twice"));
+      }
+      values[name].current = number;
+      continue;
+    }
     if (!ParseEntryName(entry, &name, &number) || !IsKnownName(name)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "key file ", path, " line ", line_number, ": unknown entry \"", entry,
@@ -98,7 +133,7 @@ absl::StatusOr<std::map<std::string, NumberedValues>> ReadKeyFile(const std::str
           "from 1 to ",
           kMaxKeyNumber));
     }
-    if (!values[name].emplace(number, std::string(value)).second) {
+    if (!values[name].values.emplace(number, std::string(value)).second) {
       return absl::InvalidArgumentError(
           absl::StrCat("key file ", path, " line ", line_number, ": ", entry, " is defined twice"));
     }
@@ -107,17 +142,26 @@ absl::StatusOr<std::map<std::string, NumberedValues>> ReadKeyFile(const std::str
 }
 
 // Parses an environment value: one base64 key, or NUMBER:BASE64 entries
-// separated by commas.
-absl::StatusOr<NumberedValues> ParseEnvironmentValue(absl::string_view variable, absl::string_view value) {
-  NumberedValues values;
+// and at most one current:NUMBER entry, separated by commas.
+absl::StatusOr<KeySource> ParseEnvironmentValue(absl::string_view variable, absl::string_view value) {
+  KeySource source;
+  NumberedValues& values = source.values;
   if (value.find(':') == absl::string_view::npos) {
     values.emplace(0, std::string(absl::StripAsciiWhitespace(value)));
-    return values;
+    return source;
   }
   for (absl::string_view item : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
     std::pair<absl::string_view, absl::string_view> parts = absl::StrSplit(item, absl::MaxSplits(':', 1));
     int number = 0;
     absl::string_view number_text = absl::StripAsciiWhitespace(parts.first);
+    if (number_text == kCurrentSuffix) {
+      if (source.current >= 0 || !ParseKeyNumber(absl::StripAsciiWhitespace(parts.second), &number)) {
+        return absl::InvalidArgumentError(absl::StrCat("invalid environment variable ", variable,
+                                                       ": use one current:NUMBER entry with a key's number"));
+      }
+      source.current = number;
+      continue;
+    }
     if (!absl::SimpleAtoi(number_text, &number) || number < 1 || number > kMaxKeyNumber ||
         number_text.front() == '0') {
       return absl::InvalidArgumentError(
@@ -132,13 +176,25 @@ absl::StatusOr<NumberedValues> ParseEnvironmentValue(absl::string_view variable,
   if (values.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("invalid environment variable ", variable, ": no key"));
   }
-  return values;
+  return source;
 }
 
-// Decodes the keys of one name, newest first.
-absl::StatusOr<std::vector<std::string>> DecodeKeys(const NumberedValues& values, absl::string_view source) {
+// Decodes the keys of one name: the current key first (the one a `current`
+// entry names, else the highest number), then the others, highest first.
+absl::StatusOr<std::vector<std::string>> DecodeKeys(const KeySource& key_source, absl::string_view source) {
+  if (key_source.values.empty()) return absl::InvalidArgumentError(absl::StrCat("invalid ", source, ": no key"));
+  if (key_source.current >= 0 && !key_source.values.contains(key_source.current)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid ", source, ": current names key number ", key_source.current, ", which is not defined"));
+  }
+  int current = key_source.current >= 0 ? key_source.current : key_source.values.begin()->first;
+  std::vector<std::pair<int, std::string>> ordered = {{current, key_source.values.at(current)}};
+  for (const auto& [number, encoded] : key_source.values) {
+    if (number != current) ordered.emplace_back(number, encoded);
+  }
+
   std::vector<std::string> keys;
-  for (const auto& [number, encoded] : values) {
+  for (const auto& [number, encoded] : ordered) {
     std::string key;
     if (!absl::Base64Unescape(encoded, &key) || key.size() != kAes256KeyBytes) {
       return absl::InvalidArgumentError(absl::StrCat("invalid ", source, " number ", number,
@@ -166,19 +222,19 @@ std::string DescribeKeys(absl::string_view name, const std::string& newest, cons
 std::string KeyId(absl::string_view key) { return HexEncode(Sha256(key)).substr(0, 8); }
 
 absl::StatusOr<Secrets> LoadSecrets(const std::string& key_file) {
-  std::map<std::string, NumberedValues> from_file;
+  std::map<std::string, KeySource> from_file;
   if (!key_file.empty()) {
-    absl::StatusOr<std::map<std::string, NumberedValues>> read = ReadKeyFile(key_file);
+    absl::StatusOr<std::map<std::string, KeySource>> read = ReadKeyFile(key_file);
     if (!read.ok()) return read.status();
     from_file = *std::move(read);
   }
 
   std::map<std::string, std::vector<std::string>> keys;
   for (const KeyName& key_name : kKeyNames) {
-    NumberedValues values;
+    KeySource values;
     std::string source;
     if (const char* env = std::getenv(key_name.environment_variable); env != nullptr && *env != '\0') {
-      absl::StatusOr<NumberedValues> parsed = ParseEnvironmentValue(key_name.environment_variable, env);
+      absl::StatusOr<KeySource> parsed = ParseEnvironmentValue(key_name.environment_variable, env);
       if (!parsed.ok()) return parsed.status();
       values = *std::move(parsed);
       source = absl::StrCat("environment variable ", key_name.environment_variable);
@@ -235,7 +291,7 @@ absl::Status WriteNewKeyFile(const std::string& path) {
 }
 
 absl::StatusOr<std::vector<std::string>> AddNewestKeys(const std::string& path) {
-  absl::StatusOr<std::map<std::string, NumberedValues>> existing = ReadKeyFile(path);
+  absl::StatusOr<std::map<std::string, KeySource>> existing = ReadKeyFile(path);
   if (!existing.ok()) return existing.status();
   std::string content;
   {
@@ -246,15 +302,23 @@ absl::StatusOr<std::vector<std::string>> AddNewestKeys(const std::string& path) 
   std::string lines;
   std::vector<std::string> ids;
   for (const char* name : {kTokenEncryptionKey, kTokenHmacKey}) {
-    const NumberedValues& values = (*existing)[name];
-    int next = values.empty() ? 1 : values.begin()->first + 1;
+    const KeySource& source = (*existing)[name];
+    const NumberedValues& values = source.values;
+    if (values.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("key file ", path, " has no ", name));
+    }
+    int next = values.begin()->first + 1;
     if (next > kMaxKeyNumber) {
       return absl::FailedPreconditionError(absl::StrCat(name, " already has number ", kMaxKeyNumber,
                                                         "; renumber the keys in ", path, " first"));
     }
     std::string key = RandomBytes(kAes256KeyBytes);
     absl::StrAppend(&lines, name, ".", next, "=", absl::Base64Escape(key), "\n");
-    ids.push_back(absl::StrCat(name, ".", next, " id ", KeyId(key)));
+    // Until every server loads the new key, writes stay on the current one.
+    int current = source.current >= 0 ? source.current : values.begin()->first;
+    if (source.current < 0) absl::StrAppend(&lines, name, ".", kCurrentSuffix, "=", current, "\n");
+    ids.push_back(absl::StrCat(name, ".", next, " id ", KeyId(key), ", read only while ", name, ".", kCurrentSuffix,
+                               "=", current));
   }
   if (!content.empty() && content.back() != '\n') lines.insert(0, "\n");
 

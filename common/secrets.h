@@ -12,11 +12,15 @@
 // newest, which new writes use; the others stay readable so that a key can
 // be rotated while tokens written under the older key still work. A name
 // without a number (the format before rotation existed) counts as number 0.
+// An entry `token_encryption_key.current=1` makes key 1 the one new writes
+// use even when a higher number exists, so that a new key can reach every
+// server before any server writes with it.
 //
 // Each variable CRM_TOKEN_ENCRYPTION_KEY, CRM_TOKEN_HMAC_KEY and
 // CRM_PAGE_TOKEN_KEY, when set, replaces every key of its name from the
 // file. Its value is one base64 key (number 0) or a comma-separated list of
-// NUMBER:BASE64 entries, such as "2:AAAA...,1:BBBB...".
+// NUMBER:BASE64 entries with at most one current:NUMBER entry, such as
+// "2:AAAA...,1:BBBB...,current:1".
 //
 // The database records each key by its id, the first 8 hex digits of the
 // SHA-256 of the key, so renumbering keys in the file never pairs a
@@ -35,14 +39,14 @@
 namespace crm {
 
 struct Secrets {
-  // The newest key of each name: new ciphertexts, digests and page tokens
-  // use these.
+  // The current key of each name (the newest unless a `current` entry names
+  // another): new ciphertexts, digests and page tokens use these.
   std::string token_encryption_key;
   // KeyId(token_encryption_key), stored beside each ciphertext.
   std::string token_encryption_key_id;
   std::string token_hmac_key;
   std::string page_token_key;
-  // Older keys that are still read, newest first. Ciphertexts and lookup
+  // The other keys, still read, highest number first. Ciphertexts and lookup
   // digests written under them stay valid until `crmctl reencrypt-tokens`
   // moves them to the newest key.
   std::vector<std::string> older_token_encryption_keys;
@@ -68,8 +72,11 @@ std::string DescribeSecrets(const Secrets& secrets);
 absl::Status WriteNewKeyFile(const std::string& path);
 
 // Appends a new token_encryption_key and token_hmac_key to an existing key
-// file, numbered one above the highest number of each name, and returns the
-// new keys' ids. Other lines are kept as they are.
+// file, numbered one above the highest number of each name, and returns
+// one description per new key with its id. Unless the file already has a
+// `current` entry for the name, it also appends one naming the key that was
+// current, so that servers read the new key but do not write with it until
+// that entry is removed. Other lines are kept as they are.
 absl::StatusOr<std::vector<std::string>> AddNewestKeys(const std::string& path);
 
 }  // namespace crm

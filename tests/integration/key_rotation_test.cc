@@ -5,6 +5,7 @@
 #include <map>
 #include <string>
 
+#include <cppconn/connection.h>
 #include <cppconn/resultset.h>
 #include <cppconn/statement.h>
 

@@ -3,6 +3,7 @@
 // server and one auth server stop under load; at most the calls in flight
 // at each stop fail, and the client keeps succeeding afterwards.
 #include <atomic>
+#include <iostream>
 #include <thread>
 #include <vector>
 
@@ -117,6 +118,8 @@ TEST(ScaleOut, StopsUnderLoadFailOnlyCallsInFlight) {
   EXPECT_GT(succeeded_after, 0);
   RecordProperty("calls", static_cast<int>(outcomes.size()));
   RecordProperty("failed_during_stops", failed_during);
+  std::cout << "scale-out: " << outcomes.size() << " calls, " << failed_during << " failed during the stops, "
+            << succeeded_after << " succeeded after them\n";
 
   // The remaining servers took the calls after the stops.
   for (size_t i : {0, 2}) {

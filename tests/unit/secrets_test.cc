@@ -107,7 +107,7 @@ TEST_F(SecretsTest, RejectsBadEntries) {
   }
 }
 
-TEST_F(SecretsTest, GeneratedFileGainsNewestKeys) {
+TEST_F(SecretsTest, AddedKeysAreReadOnlyUntilCurrentRemoved) {
   ASSERT_TRUE(WriteNewKeyFile(path_).ok());
   absl::StatusOr<Secrets> first = LoadSecrets(path_);
   ASSERT_TRUE(first.ok()) << first.status();
@@ -118,17 +118,52 @@ TEST_F(SecretsTest, GeneratedFileGainsNewestKeys) {
   ASSERT_EQ(2u, added->size());
   absl::StatusOr<Secrets> second = LoadSecrets(path_);
   ASSERT_TRUE(second.ok()) << second.status();
-  EXPECT_NE(first->token_encryption_key, second->token_encryption_key);
+  // Key 1 stays current; key 2 is only read.
+  EXPECT_EQ(first->token_encryption_key, second->token_encryption_key);
+  EXPECT_EQ(first->token_hmac_key, second->token_hmac_key);
   ASSERT_EQ(1u, second->older_token_encryption_keys.size());
-  EXPECT_EQ(first->token_encryption_key, second->older_token_encryption_keys[0]);
   ASSERT_EQ(1u, second->older_token_hmac_keys.size());
-  EXPECT_EQ(first->token_hmac_key, second->older_token_hmac_keys[0]);
-  EXPECT_EQ(first->page_token_key, second->page_token_key);
-  EXPECT_EQ(absl::StrCat("token_encryption_key.2 id ", KeyId(second->token_encryption_key)), (*added)[0]);
+  const std::string new_encryption_key = second->older_token_encryption_keys[0];
+  EXPECT_NE(first->token_encryption_key, new_encryption_key);
+  EXPECT_EQ(absl::StrCat("token_encryption_key.2 id ", KeyId(new_encryption_key),
+                         ", read only while token_encryption_key.current=1"),
+            (*added)[0]);
+
+  // Without the current entries, key 2 is current and key 1 is read.
+  std::ifstream in(path_);
+  std::string line;
+  std::string kept;
+  while (std::getline(in, line)) {
+    if (line.find(".current=") == std::string::npos) kept += line + "\n";
+  }
+  in.close();
+  WriteFile(kept);
+  absl::StatusOr<Secrets> third = LoadSecrets(path_);
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(new_encryption_key, third->token_encryption_key);
+  ASSERT_EQ(1u, third->older_token_encryption_keys.size());
+  EXPECT_EQ(first->token_encryption_key, third->older_token_encryption_keys[0]);
+  EXPECT_EQ(first->token_hmac_key, third->older_token_hmac_keys[0]);
+  EXPECT_EQ(first->page_token_key, third->page_token_key);
 
   struct stat info {};
   ASSERT_EQ(0, stat(path_.c_str(), &info));
   EXPECT_EQ(0600u, info.st_mode & 0777);
+}
+
+TEST_F(SecretsTest, CurrentEntryInEnvironment) {
+  setenv("CRM_TOKEN_ENCRYPTION_KEY", absl::StrCat("1:", Encoded('a'), ",2:", Encoded('b'), ",current:1").c_str(), 1);
+  setenv("CRM_TOKEN_HMAC_KEY", Encoded('h').c_str(), 1);
+  setenv("CRM_PAGE_TOKEN_KEY", absl::StrCat("current:3,1:", Encoded('p')).c_str(), 1);
+  absl::StatusOr<Secrets> secrets = LoadSecrets("");
+  EXPECT_EQ(absl::StatusCode::kInvalidArgument, secrets.status().code());
+
+  setenv("CRM_PAGE_TOKEN_KEY", Encoded('p').c_str(), 1);
+  secrets = LoadSecrets("");
+  ASSERT_TRUE(secrets.ok()) << secrets.status();
+  EXPECT_EQ(Key('a'), secrets->token_encryption_key);
+  ASSERT_EQ(1u, secrets->older_token_encryption_keys.size());
+  EXPECT_EQ(Key('b'), secrets->older_token_encryption_keys[0]);
 }
 
 TEST_F(SecretsTest, DescriptionHasIdsOnly) {
