@@ -267,7 +267,7 @@ std::string DescribeSecrets(const Secrets& secrets) {
   return absl::StrCat(
       DescribeKeys(kTokenEncryptionKey, secrets.token_encryption_key, secrets.older_token_encryption_keys), ", ",
       DescribeKeys(kTokenHmacKey, secrets.token_hmac_key, secrets.older_token_hmac_keys), ", ",
-      DescribeKeys(kPageTokenKey, secrets.page_token_key, {}), " (newest first)");
+      DescribeKeys(kPageTokenKey, secrets.page_token_key, {}), " (current first)");
 }
 
 absl::Status WriteNewKeyFile(const std::string& path) {
@@ -277,7 +277,7 @@ absl::Status WriteNewKeyFile(const std::string& path) {
   }
   std::ostringstream text;
   text << "# Secrets of the CRM private-app services. Readable by the service user only.\n"
-       << "# The highest number of each name is the key that new writes use.\n";
+       << "# New writes use the highest number of each name, unless a NAME.current=N line names another.\n";
   for (const KeyName& key_name : kKeyNames) {
     text << key_name.name << ".1=" << absl::Base64Escape(RandomBytes(kAes256KeyBytes)) << "\n";
   }

@@ -38,13 +38,16 @@ Usage:
   crmctl add-keys PATH
       Appends a new token_encryption_key and token_hmac_key to the key file
       PATH, numbered one above the highest of each name, and prints their
-      ids. Servers use them for new writes after a restart.
+      ids. It also appends NAME.current=N lines naming the keys in use, so
+      servers restarted with the file read the new keys but keep writing
+      with the old ones. Remove those lines, once every server has loaded
+      the new keys, to make the new keys current.
   crmctl reencrypt-tokens [--batch_size=N] [database and key flags]
-      Rewrites every stored access token that uses an older
-      token_encryption_key or token_hmac_key under the newest ones, N rows
+      Rewrites every stored access token that uses another
+      token_encryption_key or token_hmac_key than the current ones, N rows
       per transaction (default 100), and prints "rewritten_tokens: N" and
       "admin_keys_under_older_keys: N". Safe to run again and while the
-      servers run, once every server loads the newest keys. An older key
+      servers run, once every server loads the current keys. An older key
       can be removed when both numbers of a second run are 0.
 
 Database and key flags, as for auth_server: --db_host, --db_port, --db_socket,
@@ -106,7 +109,7 @@ int ReencryptTokens() {
   }
   absl::StatusOr<crm::Secrets> secrets = crm::LoadSecrets(absl::GetFlag(FLAGS_key_file));
   if (!secrets.ok()) return Failure("cannot load secrets", secrets.status());
-  std::cerr << "crmctl: newest keys: " << crm::DescribeSecrets(*secrets) << "\n";
+  std::cerr << "crmctl: loaded keys: " << crm::DescribeSecrets(*secrets) << "\n";
   absl::StatusOr<std::unique_ptr<crm::MysqlPool>> pool = OpenAuthDatabase();
   if (!pool.ok()) return Failure("cannot open the auth database", pool.status());
 
