@@ -17,7 +17,7 @@
 namespace crm {
 namespace {
 
-// Longest time the HTTP server keeps an idle connection open.
+// Maximum time the HTTP server keeps an idle connection open.
 constexpr unsigned int kHttpConnectionTimeoutSeconds = 10;
 // Concurrent scrapes beyond this are refused; Prometheus scrapes one at a
 // time per target.

@@ -8,9 +8,9 @@
 //   token_encryption_key.1=...   an older one, still read
 //   token_hmac_key.1=...         HMAC-SHA-256 key for token lookup digests
 //   page_token_key.1=...         HMAC-SHA-256 key for List page tokens
-// The number after the dot orders the keys of one name: the highest is the
-// newest, which new writes use; the others stay readable so that a key can
-// be rotated while tokens written under the older key still work. A name
+// The number after the dot orders the keys of one name. The highest is the
+// newest, which new writes use. The others stay readable, so a key can be
+// rotated while tokens written under the older key still work. A name
 // without a number (the format before rotation existed) counts as number 0.
 // An entry `token_encryption_key.current=1` makes key 1 the one new writes
 // use even when a higher number exists, so that a new key can reach every

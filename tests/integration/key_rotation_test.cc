@@ -1,7 +1,8 @@
-// Rotation of token_encryption_key and token_hmac_key on the real database:
-// tokens and admin keys written under key 1 keep working once key 2 is
-// added, new tokens use key 2, ReencryptTokens (crmctl reencrypt-tokens)
-// moves every stored token to key 2, and then key 1 can be removed.
+// Rotation of token_encryption_key and token_hmac_key on the real database.
+// Tokens and admin keys written under key 1 keep working once key 2 is
+// added, and new tokens use key 2. ReencryptTokens (crmctl
+// reencrypt-tokens) moves every stored token to key 2, so key 1 can then be
+// removed.
 #include <map>
 #include <string>
 

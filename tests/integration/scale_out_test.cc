@@ -1,6 +1,6 @@
 // Scale-out on one machine: three CRM servers and two auth servers, and a
 // client that spreads calls round robin over every CRM address. One CRM
-// server and one auth server stop under load; at most the calls in flight
+// server and one auth server stop under load. At most the calls in flight
 // at each stop fail, and the client keeps succeeding afterwards.
 #include <atomic>
 #include <iostream>
