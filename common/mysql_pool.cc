@@ -304,4 +304,9 @@ bool MysqlPool::IsReachable() {
   }
 }
 
+MysqlPool::Usage MysqlPool::GetUsage() {
+  absl::MutexLock lock(&mu_);
+  return Usage{.in_use = open_ - static_cast<int>(idle_.size()), .open = open_, .max = options_.pool_size};
+}
+
 }  // namespace crm

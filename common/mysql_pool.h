@@ -100,6 +100,14 @@ class MysqlPool {
   // such as INSERT ... RETURNING.
   bool is_mariadb() const { return is_mariadb_; }
 
+  // Connections by state, for metrics.
+  struct Usage {
+    int in_use = 0;
+    int open = 0;
+    int max = 0;
+  };
+  Usage GetUsage();
+
  private:
   struct StatementCache;
   struct Slot {

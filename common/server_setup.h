@@ -6,6 +6,8 @@
 
 #include <grpcpp/server.h>
 
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 #include "absl/strings/string_view.h"
@@ -19,6 +21,32 @@ namespace crm {
 // wins. Exits with a message naming the variable when its value is invalid.
 // Returns the positional arguments, the program name first.
 std::vector<char*> ParseFlagsWithEnvironment(int argc, char** argv, absl::string_view usage);
+
+// Allowed values of one integer flag, for ValidateFlagsOrExit.
+struct IntFlagRange {
+  const char* flag;
+  int64_t min;
+  int64_t max;
+};
+
+// Checks every named integer flag against its range, every flag in
+// `required` for a non-empty value, and --log_level and the database flags
+// that every program shares. On the first invalid value, prints one line
+// naming the flag, the value and where it came from (command line or
+// environment variable), and exits with status 2.
+void ValidateFlagsOrExit(absl::string_view program, std::initializer_list<IntFlagRange> ranges,
+                         std::initializer_list<const char*> required = {});
+
+// Returns whether a flag's value is a secret that must not be printed: its
+// name contains "password" or "secret", or ends in "_key". Key files are
+// named by path only, and their keys are never flags.
+bool IsSecretFlag(absl::string_view name);
+
+// Logs the value of every flag defined in this project's sources, one line
+// per flag, in the form `config --name=value (source)`, where source is
+// "default", "command line" or the environment variable's name. Values of
+// secret flags (IsSecretFlag) are shown as "<redacted>" when set.
+void LogEffectiveConfiguration(absl::string_view program);
 
 // Configures the default spdlog logger: one line per event on stderr,
 // ISO 8601 UTC time, the given level ("trace" ... "error", "off"). Returns

@@ -11,6 +11,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libmysqlcppconn-dev libssl-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev
+  libmicrohttpd-dev
   mariadb-server mariadb-client
   jq sysbench
   python3-grpcio python3-protobuf

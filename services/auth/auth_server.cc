@@ -330,6 +330,9 @@ absl::StatusOr<std::unique_ptr<AuthServer>> AuthServer::Start(const AuthServerOp
   started->tailer_.Start([started] { started->streams_.SendDue(); });
 
   grpc::ServerBuilder builder;
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(auth_server->grpc_metrics_.NewInterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &auth_server->port_);
   // gRPC sets SO_REUSEPORT by default, which lets a second server bind a
   // port already in use and share its calls; a clash must fail instead.
@@ -349,6 +352,19 @@ absl::StatusOr<std::unique_ptr<AuthServer>> AuthServer::Start(const AuthServerOp
     auth_server->health_monitor_ =
         std::make_unique<HealthMonitor>("auth server", health, [pool] { return pool->IsReachable(); });
   }
+
+  started->metrics_.Add([started](PrometheusText& out) { started->grpc_metrics_.Collect(out); });
+  AddDatabasePoolMetrics(started->metrics_, pool);
+  started->metrics_.Add([started](PrometheusText& out) {
+    out.Family("crm_invalidation_streams", "gauge", "Open WatchInvalidations streams (one per CRM server).");
+    out.Sample("crm_invalidation_streams", {}, static_cast<double>(started->streams_.Count()));
+  });
+  if (options.metrics_port >= 0) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http =
+        MetricsHttpServer::Start(options.metrics_host, options.metrics_port, &started->metrics_);
+    if (!http.ok()) return http.status();
+    started->metrics_http_ = *std::move(http);
+  }
   return auth_server;
 }
 
@@ -358,6 +374,7 @@ AuthServer::~AuthServer() {
 
 void AuthServer::Shutdown(absl::Duration grace) {
   if (shut_down_.exchange(true)) return;
+  metrics_http_.reset();
   health_monitor_.reset();  // So that it cannot report SERVING again.
   if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
     health->SetServingStatus(false);

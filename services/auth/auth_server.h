@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "common/health_monitor.h"
 #include "common/mysql_pool.h"
+#include "common/metrics.h"
 #include "common/secrets.h"
 #include "crm/auth/v1/private_app.grpc.pb.h"
 #include "crm/auth/v1/token_service.grpc.pb.h"
@@ -117,6 +118,10 @@ struct AuthServerOptions {
   // Newest log entries kept in memory; subscribers further behind are
   // served from the database.
   size_t invalidation_window_entries = 10000;
+  // Host and port of the Prometheus /metrics endpoint; port 0 picks a free
+  // one and a negative port serves no metrics.
+  std::string metrics_host = "127.0.0.1";
+  int metrics_port = -1;
 };
 
 // A running auth server. Stops on Shutdown() or destruction.
@@ -136,6 +141,8 @@ class AuthServer {
 
   // The bound TCP port.
   int port() const { return port_; }
+  // The bound metrics port, or -1 when metrics are off.
+  int metrics_port() const { return metrics_http_ ? metrics_http_->port() : -1; }
   grpc::Server& server() { return *server_; }
 
   // Marks health NOT_SERVING, ends every WatchInvalidations stream with
@@ -151,7 +158,10 @@ class AuthServer {
   AuthServer(MysqlPool* pool, const Secrets& secrets, const AuthServerOptions& options);
 
   // Declared in dependency order: members are destroyed in reverse, so the
-  // streams finish their database reads before the tailer and store go.
+  // streams finish their database reads before the tailer and store go, and
+  // the metrics outlive the calls their interceptor records.
+  GrpcServerMetrics grpc_metrics_;
+  MetricsRegistry metrics_;
   AuthStore store_;
   InvalidationTailer tailer_;
   InvalidationStreams streams_;
@@ -159,6 +169,7 @@ class AuthServer {
   TokenServiceImpl tokens_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HealthMonitor> health_monitor_;
+  std::unique_ptr<MetricsHttpServer> metrics_http_;
   int port_ = 0;
   std::atomic<bool> shut_down_{false};
 };

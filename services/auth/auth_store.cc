@@ -220,6 +220,7 @@ std::string TokenAssociatedData(uint64_t app_id, absl::string_view key_id) {
 struct IssuedToken {
   std::string token;
   std::string digest;
+  std::string digest_key_id;
   std::string ciphertext;
   std::string hint;
 };
@@ -231,6 +232,7 @@ absl::StatusOr<IssuedToken> IssueAccessToken(const Secrets& secrets, const Rando
   IssuedToken issued;
   issued.token = GenerateToken(TokenKind::kAppToken, random);
   issued.digest = HmacSha256(secrets.token_hmac_key, issued.token);
+  issued.digest_key_id = KeyId(secrets.token_hmac_key);
   if (revealable) {
     absl::StatusOr<std::string> ciphertext =
         SealAes256Gcm(secrets.token_encryption_key, issued.token,
@@ -253,16 +255,17 @@ void BindOptionalTime(sql::PreparedStatement& statement, int index, std::optiona
 void InsertAccessToken(sql::Connection& connection, uint64_t app_id, const IssuedToken& issued,
                        const std::string& key_id, const std::string& now, std::optional<int64_t> expire_micros) {
   Statement insert = Prepare(connection,
-                             "INSERT INTO access_tokens (app_id, token_digest, token_ciphertext,"
+                             "INSERT INTO access_tokens (app_id, token_digest, digest_key_id, token_ciphertext,"
                              " encryption_key_id, token_hint, create_time, expire_time)"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?)");
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
   insert->setUInt64(1, app_id);
   insert->setString(2, issued.digest);
-  insert->setString(3, issued.ciphertext);
-  insert->setString(4, key_id);
-  insert->setString(5, issued.hint);
-  insert->setString(6, now);
-  BindOptionalTime(*insert, 7, expire_micros);
+  insert->setString(3, issued.digest_key_id);
+  insert->setString(4, issued.ciphertext);
+  insert->setString(5, key_id);
+  insert->setString(6, issued.hint);
+  insert->setString(7, now);
+  BindOptionalTime(*insert, 8, expire_micros);
   insert->executeUpdate();
 }
 
@@ -405,6 +408,20 @@ absl::StatusOr<std::string> ValidateLogoField(absl::string_view logo) {
   return mime_type;
 }
 
+// Compares `stored` with every candidate digest in constant time each.
+bool MatchesAny(const std::string& stored, const std::vector<std::string>& digests) {
+  bool matched = false;
+  for (const std::string& digest : digests) matched |= ConstantTimeEquals(stored, digest);
+  return matched;
+}
+
+// "?, ?, ..." with `count` placeholders.
+std::string Placeholders(size_t count) {
+  std::string text;
+  for (size_t i = 0; i < count; ++i) absl::StrAppend(&text, i == 0 ? "?" : ", ?");
+  return text;
+}
+
 absl::StatusOr<ScopeMask> ValidateScopes(const google::protobuf::RepeatedPtrField<v1::Scope>& scopes) {
   absl::StatusOr<ScopeMask> mask = ScopeMaskFromProto(scopes);
   if (!mask.ok()) return absl::InvalidArgumentError(absl::StrCat("private_app.", mask.status().message()));
@@ -433,6 +450,20 @@ AuthStore::AuthStore(MysqlPool* pool, Secrets secrets, RandomSource random, Cloc
       clock_(std::move(clock)),
       on_invalidation_(std::move(on_invalidation)),
       page_tokens_(secrets_.page_token_key) {}
+
+std::vector<std::string> AuthStore::DigestsUnderEveryKey(absl::string_view credential) const {
+  std::vector<std::string> digests = {HmacSha256(secrets_.token_hmac_key, credential)};
+  for (const std::string& key : secrets_.older_token_hmac_keys) digests.push_back(HmacSha256(key, credential));
+  return digests;
+}
+
+const std::string* AuthStore::FindEncryptionKey(absl::string_view key_id) const {
+  if (key_id == secrets_.token_encryption_key_id) return &secrets_.token_encryption_key;
+  for (const std::string& key : secrets_.older_token_encryption_keys) {
+    if (KeyId(key) == key_id) return &key;
+  }
+  return nullptr;
+}
 
 void AuthStore::NotifyInvalidation(int64_t sequence) const {
   if (on_invalidation_) on_invalidation_(sequence);
@@ -463,12 +494,13 @@ absl::StatusOr<NewOrganization> AuthStore::CreateOrganization(absl::string_view 
 
     Statement insert_key =
         Prepare(connection,
-                "INSERT INTO admin_keys (organization_id, key_digest, key_hint, create_time)"
-                " VALUES (?, ?, ?, ?)");
+                "INSERT INTO admin_keys (organization_id, key_digest, digest_key_id, key_hint, create_time)"
+                " VALUES (?, ?, ?, ?, ?)");
     insert_key->setUInt64(1, organization_id);
     insert_key->setString(2, digest);
-    insert_key->setString(3, TokenHint(admin_key));
-    insert_key->setString(4, now);
+    insert_key->setString(3, KeyId(secrets_.token_hmac_key));
+    insert_key->setString(4, TokenHint(admin_key));
+    insert_key->setString(5, now);
     insert_key->executeUpdate();
     created.organization_id = organization_id;
     return absl::OkStatus();
@@ -484,22 +516,49 @@ absl::StatusOr<AdminCaller> AuthStore::AuthenticateAdmin(absl::string_view admin
   absl::Status format = ValidateTokenFormat(TokenKind::kAdminKey, admin_key);
   if (!format.ok()) return format;
 
-  std::string digest = HmacSha256(secrets_.token_hmac_key, admin_key);
+  // One digest per loaded HMAC key, newest first: the key may have been
+  // stored under any of them.
+  std::vector<std::string> digests = DigestsUnderEveryKey(admin_key);
+  const std::string newest_key_id = KeyId(secrets_.token_hmac_key);
   AdminCaller caller;
+  std::string stored_digest;
+  bool stored_under_newest = false;
   absl::Status status = pool_->Run("authenticating an admin key", [&](sql::Connection& connection) {
-    Statement select = Prepare(connection,
-                               "SELECT organization_id, key_digest, id FROM admin_keys"
-                               " WHERE key_digest = ? AND revoke_time IS NULL");
-    select->setString(1, digest);
+    Statement select = Prepare(connection, absl::StrCat("SELECT id, organization_id, key_digest, digest_key_id"
+                                                        " FROM admin_keys WHERE key_digest IN (",
+                                                        Placeholders(digests.size()), ") AND revoke_time IS NULL LIMIT 1"));
+    for (size_t i = 0; i < digests.size(); ++i) select->setString(static_cast<int>(i + 1), digests[i]);
     Rows rows(select->executeQuery());
-    if (!rows->next() || !ConstantTimeEquals(rows->getString(2).asStdString(), digest)) {
-      return absl::UnauthenticatedError("unknown or revoked admin key");
-    }
-    caller.organization_id = rows->getUInt64(1);
-    caller.admin_key_id = rows->getUInt64(3);
+    if (!rows->next()) return absl::UnauthenticatedError("unknown or revoked admin key");
+    stored_digest = rows->getString(3).asStdString();
+    if (!MatchesAny(stored_digest, digests)) return absl::UnauthenticatedError("unknown or revoked admin key");
+    caller.admin_key_id = rows->getUInt64(1);
+    caller.organization_id = rows->getUInt64(2);
+    stored_under_newest = !rows->isNull(4) && rows->getString(4).asStdString() == newest_key_id;
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
+
+  // The admin key's plaintext exists only here, so this is where its digest
+  // moves to the newest HMAC key. A failure leaves the old digest, which
+  // still works while its key is loaded.
+  if (!stored_under_newest) {
+    absl::Status upgraded = pool_->Run("moving an admin key digest to the newest key", [&](sql::Connection& connection) {
+      Statement update = Prepare(connection,
+                                 "UPDATE admin_keys SET key_digest = ?, digest_key_id = ?"
+                                 " WHERE id = ? AND key_digest = ?");
+      update->setString(1, digests[0]);
+      update->setString(2, newest_key_id);
+      update->setUInt64(3, caller.admin_key_id);
+      update->setString(4, stored_digest);
+      update->executeUpdate();
+      return absl::OkStatus();
+    });
+    if (!upgraded.ok()) {
+      spdlog::warn("cannot move the digest of admin key {} of organization {} to HMAC key {}: {}",
+                   caller.admin_key_id, caller.organization_id, newest_key_id, upgraded.message());
+    }
+  }
   return caller;
 }
 
@@ -514,7 +573,9 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
   absl::Status format = ValidateTokenFormat(TokenKind::kAppToken, token);
   if (!format.ok()) return format;
 
-  std::string digest = HmacSha256(secrets_.token_hmac_key, token);
+  // One digest per loaded HMAC key; each costs one HMAC and one unique
+  // index probe.
+  std::vector<std::string> digests = DigestsUnderEveryKey(token);
   TokenClaims claims;
   std::optional<int64_t> expire_micros;
   absl::Status status = pool_->Run("checking an access token", [&](sql::Connection& connection) {
@@ -528,12 +589,13 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
                                " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', t.overlap_end_time)"
                                " FROM invalidation_sequence s"
                                " LEFT JOIN (access_tokens t JOIN private_apps a ON a.id = t.app_id)"
-                               " ON t.token_digest = ? AND t.revoke_time IS NULL"
-                               " WHERE s.id = 1");
-    select->setString(1, digest);
+                               " ON t.token_digest IN (" + Placeholders(digests.size()) +
+                               ") AND t.revoke_time IS NULL"
+                               " WHERE s.id = 1 LIMIT 1");
+    for (size_t i = 0; i < digests.size(); ++i) select->setString(static_cast<int>(i + 1), digests[i]);
     Rows rows(select->executeQuery());
     if (!rows->next()) return absl::InternalError("the invalidation_sequence row with id 1 is missing");
-    if (rows->isNull(2) || !ConstantTimeEquals(rows->getString(2).asStdString(), digest)) {
+    if (rows->isNull(2) || !MatchesAny(rows->getString(2).asStdString(), digests)) {
       return absl::UnauthenticatedError("unknown access token, or it was rotated or its app deleted");
     }
     claims.invalidation_sequence = rows->getInt64(1);
@@ -991,14 +1053,14 @@ absl::StatusOr<v1::GetAccessTokenResponse> AuthStore::GetAccessToken(const Admin
               "the access token of private app ", *app_id,
               " was issued while token reveal was off, so no copy of it is stored; rotate the token"));
         }
-        if (key_id != secrets_.token_encryption_key_id) {
+        const std::string* key = FindEncryptionKey(key_id);
+        if (key == nullptr) {
           return absl::FailedPreconditionError(
               absl::StrCat("the access token of private app ", *app_id, " was encrypted with key ", key_id,
-                           " but this server has key ", secrets_.token_encryption_key_id,
-                           "; restore that token_encryption_key or rotate the token"));
+                           ", which this server does not load (newest key ", secrets_.token_encryption_key_id,
+                           "); restore that token_encryption_key or rotate the token"));
         }
-        absl::StatusOr<std::string> opened =
-            OpenAes256Gcm(secrets_.token_encryption_key, ciphertext, TokenAssociatedData(*app_id, key_id));
+        absl::StatusOr<std::string> opened = OpenAes256Gcm(*key, ciphertext, TokenAssociatedData(*app_id, key_id));
         if (!opened.ok()) {
           spdlog::error("access token of private app {} failed to decrypt: {}", *app_id,
                         opened.status().message());
@@ -1426,6 +1488,92 @@ absl::StatusOr<int64_t> AuthStore::OldestRetainedInvalidation() {
   });
   if (!status.ok()) return status;
   return oldest;
+}
+
+absl::StatusOr<ReencryptResult> AuthStore::ReencryptTokens(int batch_size) {
+  if (batch_size < 1) return absl::InvalidArgumentError(absl::StrCat("batch_size must be at least 1, got ", batch_size));
+  const std::string& newest_encryption_id = secrets_.token_encryption_key_id;
+  const std::string newest_digest_id = KeyId(secrets_.token_hmac_key);
+
+  ReencryptResult result;
+  uint64_t after_id = 0;
+  while (true) {
+    // Runs again on a deadlock, so it sets the outputs only at the end.
+    int batch_rows = 0;
+    uint64_t batch_last_id = after_id;
+    absl::Status status =
+        pool_->RunInTransaction("re-encrypting access tokens", [&](sql::Connection& connection) -> absl::Status {
+          struct Row {
+            uint64_t id;
+            uint64_t app_id;
+            std::string ciphertext;
+            std::string key_id;
+          };
+          // The row locks make a concurrent rotation of the same app wait
+          // for this short transaction, and this one skip nothing.
+          Statement select = Prepare(connection,
+                                     "SELECT id, app_id, token_ciphertext, encryption_key_id FROM access_tokens"
+                                     " WHERE id > ? AND (encryption_key_id <> ? OR digest_key_id IS NULL"
+                                     " OR digest_key_id <> ?) ORDER BY id LIMIT ? FOR UPDATE");
+          select->setUInt64(1, after_id);
+          select->setString(2, newest_encryption_id);
+          select->setString(3, newest_digest_id);
+          select->setInt(4, batch_size);
+          std::vector<Row> rows;
+          Rows result_set(select->executeQuery());
+          while (result_set->next()) {
+            rows.push_back(Row{result_set->getUInt64(1), result_set->getUInt64(2),
+                               result_set->getString(3).asStdString(), result_set->getString(4).asStdString()});
+          }
+
+          Statement update = Prepare(connection,
+                                     "UPDATE access_tokens SET token_digest = ?, digest_key_id = ?,"
+                                     " token_ciphertext = ?, encryption_key_id = ? WHERE id = ?");
+          for (const Row& row : rows) {
+            const std::string* key = FindEncryptionKey(row.key_id);
+            if (key == nullptr) {
+              return absl::FailedPreconditionError(absl::StrCat(
+                  "access token row ", row.id, " of private app ", row.app_id, " is encrypted with key ", row.key_id,
+                  ", which is not loaded; add that token_encryption_key to the key file, or rotate the app's token"));
+            }
+            absl::StatusOr<std::string> token =
+                OpenAes256Gcm(*key, row.ciphertext, TokenAssociatedData(row.app_id, row.key_id));
+            if (!token.ok()) {
+              return absl::DataLossError(absl::StrCat("access token row ", row.id, " of private app ", row.app_id,
+                                                      " failed to decrypt: ", token.status().message()));
+            }
+            absl::StatusOr<std::string> ciphertext = SealAes256Gcm(
+                secrets_.token_encryption_key, *token, TokenAssociatedData(row.app_id, newest_encryption_id));
+            if (!ciphertext.ok()) return ciphertext.status();
+            update->setString(1, HmacSha256(secrets_.token_hmac_key, *token));
+            update->setString(2, newest_digest_id);
+            update->setString(3, *ciphertext);
+            update->setString(4, newest_encryption_id);
+            update->setUInt64(5, row.id);
+            update->executeUpdate();
+          }
+          batch_rows = static_cast<int>(rows.size());
+          if (!rows.empty()) batch_last_id = rows.back().id;
+          return absl::OkStatus();
+        });
+    if (!status.ok()) return status;
+    result.rewritten_tokens += batch_rows;
+    if (batch_rows < batch_size) break;
+    after_id = batch_last_id;
+  }
+
+  absl::Status counted = pool_->Run("counting admin keys under older HMAC keys", [&](sql::Connection& connection) {
+    Statement count = Prepare(connection,
+                              "SELECT COUNT(*) FROM admin_keys WHERE revoke_time IS NULL"
+                              " AND (digest_key_id IS NULL OR digest_key_id <> ?)");
+    count->setString(1, newest_digest_id);
+    Rows rows(count->executeQuery());
+    rows->next();
+    result.admin_keys_under_older_keys = rows->getInt64(1);
+    return absl::OkStatus();
+  });
+  if (!counted.ok()) return counted;
+  return result;
 }
 
 }  // namespace crm::auth

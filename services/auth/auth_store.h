@@ -108,6 +108,16 @@ struct InvalidationPage {
 // committed.
 using InvalidationCommitted = std::function<void(int64_t sequence)>;
 
+// Result of AuthStore::ReencryptTokens.
+struct ReencryptResult {
+  // Access token rows rewritten under the newest keys.
+  int64_t rewritten_tokens = 0;
+  // Unrevoked admin keys whose lookup digest still uses an older HMAC key
+  // (or predates key ids). Only the admin key itself can recompute its
+  // digest, so each moves on its next successful use.
+  int64_t admin_keys_under_older_keys = 0;
+};
+
 class AuthStore {
  public:
   // `pool` must outlive the store. `random` issues tokens and admin keys and
@@ -158,9 +168,9 @@ class AuthStore {
                                                                 const v1::UpdatePrivateAppRequest& request);
   absl::StatusOr<v1::DeletePrivateAppResponse> DeletePrivateApp(const AdminCaller& caller,
                                                                 const v1::DeletePrivateAppRequest& request);
-  // Also FAILED_PRECONDITION when the token was encrypted under another
-  // token_encryption_key than the server's, and DATA_LOSS when the stored
-  // ciphertext fails authentication.
+  // Also FAILED_PRECONDITION when the token was encrypted under a
+  // token_encryption_key that the server does not load, and DATA_LOSS when
+  // the stored ciphertext fails authentication.
   absl::StatusOr<v1::GetAccessTokenResponse> GetAccessToken(const AdminCaller& caller,
                                                             const v1::GetAccessTokenRequest& request);
   // Issues the new token and revokes the old one, or starts its overlap, in
@@ -194,7 +204,21 @@ class AuthStore {
   // sequence + 1 when the log is empty.
   absl::StatusOr<int64_t> OldestRetainedInvalidation();
 
+  // Rewrites every stored access token (revoked ones too) whose ciphertext
+  // or lookup digest uses an older key under the newest token_encryption_key
+  // and token_hmac_key, `batch_size` rows per transaction. The token itself
+  // does not change. Safe to run again and while servers run, provided every
+  // server already loads the newest keys: a server without them would stop
+  // recognizing the moved tokens. FAILED_PRECONDITION when a row's key is not
+  // loaded, DATA_LOSS when a ciphertext fails authentication; rows moved
+  // before the error stay moved.
+  absl::StatusOr<ReencryptResult> ReencryptTokens(int batch_size);
+
  private:
+  // Digests of `credential` under each loaded HMAC key, newest first.
+  std::vector<std::string> DigestsUnderEveryKey(absl::string_view credential) const;
+  // Returns the loaded encryption key with this id, or null.
+  const std::string* FindEncryptionKey(absl::string_view key_id) const;
   std::string ListRequestScope(uint64_t organization_id) const;
   // Shared by EndAccessTokenOverlap (cancel false) and
   // CancelAccessTokenRotation (cancel true).

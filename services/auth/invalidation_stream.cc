@@ -342,4 +342,9 @@ void InvalidationStreams::Remove(Stream* stream) {
   streams_.erase(stream);
 }
 
+size_t InvalidationStreams::Count() {
+  absl::MutexLock lock(&mu_);
+  return streams_.size();
+}
+
 }  // namespace crm::auth

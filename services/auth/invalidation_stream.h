@@ -51,6 +51,9 @@ class InvalidationStreams {
   // read.
   void SendDue();
 
+  // Returns the number of open WatchInvalidations streams.
+  size_t Count();
+
   // Ends every open stream with UNAVAILABLE and every later one at once, so
   // that the server's shutdown does not wait for them.
   void Shutdown();

@@ -32,6 +32,9 @@ ABSL_FLAG(int, invalidation_purge_interval_seconds, 60, "Seconds between purges 
 ABSL_FLAG(int, invalidation_window_entries, 10000,
           "Newest invalidation log entries kept in memory; subscribers further behind are served from the "
           "database");
+ABSL_FLAG(int, metrics_port, -1,
+          "TCP port of the Prometheus endpoint GET /metrics; -1 serves no metrics, 0 picks a free port");
+ABSL_FLAG(std::string, metrics_host, "", "Address of the metrics endpoint; empty means the same as --listen_host");
 
 namespace {
 
@@ -56,24 +59,24 @@ int main(int argc, char** argv) {
   crm::ParseFlagsWithEnvironment(argc, argv,
                                  "Serves crm.auth.v1.PrivateAppService and TokenService. Every flag can "
                                  "also be set as the environment variable CRM_<FLAG NAME IN UPPER CASE>.");
-  if (!crm::ConfigureLogging(absl::GetFlag(FLAGS_log_level))) {
-    std::cerr << "auth_server: invalid --log_level " << absl::GetFlag(FLAGS_log_level)
-              << "; use trace, debug, info, warn, error or off\n";
-    return 1;
-  }
+  // Exits with status 2 and a message naming the flag on an invalid value.
+  crm::ValidateFlagsOrExit("auth_server",
+                           {{"port", 0, 65535},
+                            {"metrics_port", -1, 65535},
+                            {"invalidation_poll_interval_ms", 1, 60000},
+                            {"invalidation_heartbeat_interval_ms", 10, 600000},
+                            {"invalidation_retention_hours", 1, 8760},
+                            {"invalidation_purge_interval_seconds", 1, 86400},
+                            {"invalidation_window_entries", 1, 10000000}},
+                           {"listen_host", "db_user"});
+  crm::ConfigureLogging(absl::GetFlag(FLAGS_log_level));
+  crm::LogEffectiveConfiguration("auth_server");
   int port = absl::GetFlag(FLAGS_port);
-  if (port < 0 || port > 65535) {
-    std::cerr << "auth_server: invalid --port " << port << "; use 0 to 65535\n";
-    return 1;
-  }
   int window_entries = absl::GetFlag(FLAGS_invalidation_window_entries);
-  if (window_entries < 1) {
-    std::cerr << "auth_server: invalid --invalidation_window_entries " << window_entries << "; use at least 1\n";
-    return 1;
-  }
 
   absl::StatusOr<crm::Secrets> secrets = crm::LoadSecrets(absl::GetFlag(FLAGS_key_file));
   if (!secrets.ok()) Fail("cannot load secrets", secrets.status());
+  spdlog::info("loaded keys: {}", crm::DescribeSecrets(*secrets));
 
   // Creating the pool loads the connector driver, which must happen before
   // gRPC starts threads.
@@ -92,11 +95,17 @@ int main(int argc, char** argv) {
   options.invalidation_retention = absl::Hours(absl::GetFlag(FLAGS_invalidation_retention_hours));
   options.invalidation_purge_interval = absl::Seconds(absl::GetFlag(FLAGS_invalidation_purge_interval_seconds));
   options.invalidation_window_entries = static_cast<size_t>(window_entries);
+  options.metrics_host =
+      absl::GetFlag(FLAGS_metrics_host).empty() ? absl::GetFlag(FLAGS_listen_host) : absl::GetFlag(FLAGS_metrics_host);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   absl::StatusOr<std::unique_ptr<crm::auth::AuthServer>> server =
       crm::auth::AuthServer::Start(options, pool->get(), *secrets);
   if (!server.ok()) Fail("cannot start the server", server.status());
   spdlog::info("auth server listening on {}, database {}",
                ListenAddress(absl::GetFlag(FLAGS_listen_host), (*server)->port()), database.database);
+  if ((*server)->metrics_port() >= 0) {
+    spdlog::info("metrics at http://{}/metrics", ListenAddress(options.metrics_host, (*server)->metrics_port()));
+  }
 
   crm::WaitForShutdownSignal();
   spdlog::info("draining calls for up to {}", absl::FormatDuration(kShutdownGrace));

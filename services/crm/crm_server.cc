@@ -2,6 +2,10 @@
 
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "common/server_setup.h"
 
@@ -38,6 +42,9 @@ absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptio
 
   EnableHealthAndReflection();
   grpc::ServerBuilder builder;
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(server->grpc_metrics_.NewInterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(server->service_.get());
   builder.RegisterService(server->status_service_.get());
@@ -48,7 +55,62 @@ absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptio
   server->server_->GetHealthCheckService()->SetServingStatus(true);
   server->health_monitor_ = std::make_unique<HealthMonitor>(
       "crm server", server->server_->GetHealthCheckService(), [pool] { return pool->IsReachable(); });
+
+  server->AddMetrics(options, pool);
+  if (options.metrics_port >= 0) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http =
+        MetricsHttpServer::Start(options.metrics_host, options.metrics_port, &server->metrics_);
+    if (!http.ok()) return http.status();
+    server->metrics_http_ = *std::move(http);
+  }
   return server;
+}
+
+void CrmServer::AddMetrics(const CrmServerOptions& options, MysqlPool* pool) {
+  metrics_.Add([this](PrometheusText& out) { grpc_metrics_.Collect(out); });
+  AddDatabasePoolMetrics(metrics_, pool);
+  metrics_.Add([this, options](PrometheusText& out) {
+    out.Family("crm_worker_queue_depth", "gauge", "Calls waiting for a database worker thread.");
+    out.Sample("crm_worker_queue_depth", {}, static_cast<double>(workers_->QueueDepth()));
+    out.Family("crm_worker_queue_capacity", "gauge",
+               "Calls that may wait before RESOURCE_EXHAUSTED (--max_queued_requests).");
+    out.Sample("crm_worker_queue_capacity", {}, static_cast<double>(options.max_queued_requests));
+    out.Family("crm_worker_threads", "gauge", "Database worker threads (--worker_threads).");
+    out.Sample("crm_worker_threads", {}, options.worker_threads);
+  });
+  if (caching_checker_ == nullptr) return;
+  metrics_.Add([this](PrometheusText& out) {
+    int64_t hits = caching_checker_->hits();
+    int64_t misses = caching_checker_->misses();
+    out.Family("crm_token_cache_hits_total", "counter", "Token checks answered from the cache.");
+    out.Sample("crm_token_cache_hits_total", {}, static_cast<double>(hits));
+    out.Family("crm_token_cache_misses_total", "counter", "Token checks sent to the auth server.");
+    out.Sample("crm_token_cache_misses_total", {}, static_cast<double>(misses));
+    out.Family("crm_token_cache_hit_ratio", "gauge",
+               "Hits divided by all token checks since start, 0 before the first check; use the counters "
+               "for a rate over a window.");
+    out.Sample("crm_token_cache_hit_ratio", {},
+               hits + misses == 0 ? 0.0 : static_cast<double>(hits) / static_cast<double>(hits + misses));
+    out.Family("crm_token_cache_entries", "gauge", "Token checks held in the cache.");
+    out.Sample("crm_token_cache_entries", {}, static_cast<double>(token_cache_->Size()));
+
+    int64_t applied = watcher_->AppliedSequence();
+    int64_t latest = watcher_->LatestSequence();
+    absl::Time last_message = watcher_->LastMessageTime();
+    out.Family("crm_invalidation_applied_sequence", "gauge", "Last invalidation log entry applied to the cache.");
+    out.Sample("crm_invalidation_applied_sequence", {}, static_cast<double>(applied));
+    out.Family("crm_invalidation_lag_sequences", "gauge",
+               "Invalidation log entries the auth server reported that this server has not applied yet.");
+    out.Sample("crm_invalidation_lag_sequences", {}, static_cast<double>(std::max<int64_t>(0, latest - applied)));
+    out.Family("crm_invalidation_stream_age_seconds", "gauge",
+               "Seconds since the last invalidation stream message (the auth server sends one at least every "
+               "heartbeat interval); -1 before the first.");
+    out.Sample("crm_invalidation_stream_age_seconds", {},
+               last_message == absl::InfinitePast() ? -1.0 : absl::ToDoubleSeconds(absl::Now() - last_message));
+    out.Family("crm_invalidation_stream_current", "gauge",
+               "1 while the invalidation stream is current and the cache is used, else 0.");
+    out.Sample("crm_invalidation_stream_current", {}, watcher_->IsCurrent() ? 1 : 0);
+  });
 }
 
 CrmServer::~CrmServer() { Shutdown(absl::ZeroDuration()); }
@@ -56,6 +118,8 @@ CrmServer::~CrmServer() { Shutdown(absl::ZeroDuration()); }
 void CrmServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
+  // The metrics read the workers and the watcher, which go below.
+  metrics_http_.reset();
   health_monitor_.reset();  // So that it cannot report SERVING again.
   server_->GetHealthCheckService()->SetServingStatus(false);
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/health_monitor.h"
+#include "common/metrics.h"
 #include "common/mysql_pool.h"
 #include "common/worker_pool.h"
 #include "crm/data/v1/status.grpc.pb.h"
@@ -46,6 +47,10 @@ struct CrmServerOptions {
   // How often token uses are reported to the auth service; zero or less
   // reports only on FlushTokenUsage() and at shutdown.
   absl::Duration token_usage_flush_interval = absl::Minutes(1);
+  // Host and port of the Prometheus /metrics endpoint; port 0 picks a free
+  // one and a negative port serves no metrics.
+  std::string metrics_host = "127.0.0.1";
+  int metrics_port = -1;
 };
 
 // Serves crm.data.v1.CrmStatusService from the cache and watcher state.
@@ -71,6 +76,8 @@ class CrmServer {
   ~CrmServer();
 
   int port() const { return port_; }
+  // The bound metrics port, or -1 when metrics are off.
+  int metrics_port() const { return metrics_http_ ? metrics_http_->port() : -1; }
   grpc::Server& server() { return *server_; }
 
   // Stops accepting calls and waits up to `grace` for calls in flight.
@@ -83,6 +90,9 @@ class CrmServer {
  private:
   CrmServer() = default;
 
+  // Before server_, so that they outlive the calls the interceptor records.
+  GrpcServerMetrics grpc_metrics_;
+  MetricsRegistry metrics_;
   std::unique_ptr<RecordStore> store_;
   std::unique_ptr<TokenChecker> remote_checker_;
   std::unique_ptr<TokenCache> token_cache_;
@@ -94,8 +104,11 @@ class CrmServer {
   std::unique_ptr<CrmServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HealthMonitor> health_monitor_;
+  std::unique_ptr<MetricsHttpServer> metrics_http_;
   int port_ = 0;
   bool shut_down_ = false;
+
+  void AddMetrics(const CrmServerOptions& options, MysqlPool* pool);
 };
 
 }  // namespace crm::data

@@ -150,4 +150,9 @@ void InvalidationWatcher::SetState(WatchState state, absl::string_view reason) {
   state_ = state;
 }
 
+absl::Time InvalidationWatcher::LastMessageTime() {
+  absl::MutexLock lock(&mu_);
+  return last_message_;
+}
+
 }  // namespace crm::data

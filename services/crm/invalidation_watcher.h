@@ -52,6 +52,8 @@ class InvalidationWatcher {
   crm::data::v1::WatchState State();
   int64_t AppliedSequence();
   int64_t LatestSequence();
+  // Time the last stream message arrived; InfinitePast before the first.
+  absl::Time LastMessageTime();
 
  private:
   void Run();

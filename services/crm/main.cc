@@ -29,6 +29,9 @@ ABSL_FLAG(int, token_usage_flush_interval_seconds, 60,
           "shutdown");
 ABSL_FLAG(int, invalidation_heartbeat_timeout_ms, 3000,
           "Milliseconds without a message on the invalidation stream after which the cache is not used");
+ABSL_FLAG(int, metrics_port, -1,
+          "TCP port of the Prometheus endpoint GET /metrics; -1 serves no metrics, 0 picks a free port");
+ABSL_FLAG(std::string, metrics_host, "", "Address of the metrics endpoint; empty means the same as --listen_host");
 
 namespace {
 
@@ -42,23 +45,23 @@ int Fail(const absl::Status& status, absl::string_view step) {
 int main(int argc, char** argv) {
   crm::BlockShutdownSignals();
   crm::ParseFlagsWithEnvironment(argc, argv, "crm_server: serves crm.data.v1.CrmService. Flags also read CRM_<FLAG>.");
-  if (!crm::ConfigureLogging(absl::GetFlag(FLAGS_log_level))) {
-    std::cerr << "crm_server: invalid --log_level " << absl::GetFlag(FLAGS_log_level) << "\n";
-    return 2;
-  }
-  if (absl::GetFlag(FLAGS_worker_threads) < 1 || absl::GetFlag(FLAGS_max_queued_requests) < 1) {
-    std::cerr << "crm_server: --worker_threads and --max_queued_requests must be at least 1\n";
-    return 2;
-  }
-  if (absl::GetFlag(FLAGS_token_cache_max_entries) < 0 || absl::GetFlag(FLAGS_token_cache_max_age_seconds) < 1 ||
-      absl::GetFlag(FLAGS_invalidation_heartbeat_timeout_ms) < 100) {
-    std::cerr << "crm_server: --token_cache_max_entries must be at least 0, --token_cache_max_age_seconds at "
-                 "least 1 and --invalidation_heartbeat_timeout_ms at least 100\n";
-    return 2;
-  }
+  // Exits with status 2 and a message naming the flag on an invalid value.
+  crm::ValidateFlagsOrExit("crm_server",
+                           {{"port", 0, 65535},
+                            {"metrics_port", -1, 65535},
+                            {"worker_threads", 1, 1024},
+                            {"max_queued_requests", 1, 1000000},
+                            {"shutdown_grace_seconds", 0, 3600},
+                            {"token_cache_max_entries", 0, 100000000},
+                            {"token_cache_max_age_seconds", 1, 86400},
+                            {"invalidation_heartbeat_timeout_ms", 100, 600000}},
+                           {"listen_host", "auth_target", "db_user"});
+  crm::ConfigureLogging(absl::GetFlag(FLAGS_log_level));
+  crm::LogEffectiveConfiguration("crm_server");
 
   absl::StatusOr<crm::Secrets> secrets = crm::LoadSecrets(absl::GetFlag(FLAGS_key_file));
   if (!secrets.ok()) return Fail(secrets.status(), "loading secrets");
+  spdlog::info("loaded keys: {}", crm::DescribeSecrets(*secrets));
 
   crm::MysqlOptions database = crm::MysqlOptionsFromFlags("crm_data");
   absl::StatusOr<std::unique_ptr<crm::MysqlPool>> pool = crm::MysqlPool::Create(database);
@@ -80,11 +83,17 @@ int main(int argc, char** argv) {
   options.token_usage_flush_interval = absl::Seconds(absl::GetFlag(FLAGS_token_usage_flush_interval_seconds));
   options.invalidation_watcher.heartbeat_timeout =
       absl::Milliseconds(absl::GetFlag(FLAGS_invalidation_heartbeat_timeout_ms));
+  options.metrics_host =
+      absl::GetFlag(FLAGS_metrics_host).empty() ? absl::GetFlag(FLAGS_listen_host) : absl::GetFlag(FLAGS_metrics_host);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   absl::StatusOr<std::unique_ptr<crm::data::CrmServer>> server = crm::data::CrmServer::Start(options, pool->get());
   if (!server.ok()) return Fail(server.status(), "starting the server");
 
   spdlog::info("crm server listening on {}:{} (database {}, auth service {})", absl::GetFlag(FLAGS_listen_host),
                (*server)->port(), database.database, options.auth_target);
+  if ((*server)->metrics_port() >= 0) {
+    spdlog::info("metrics at http://{}:{}/metrics", options.metrics_host, (*server)->metrics_port());
+  }
   crm::WaitForShutdownSignal();
   absl::Duration grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
   spdlog::info("draining calls for up to {}", absl::FormatDuration(grace));

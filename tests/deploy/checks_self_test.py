@@ -111,7 +111,7 @@ MUTATIONS = [
      "does not install libspdlog-dev"),
     ("docker", "deploy/docker/Dockerfile", [("FROM debian:bookworm-slim AS runtime\n", "FROM debian:trixie-slim AS runtime\n")],
      "base image debian:trixie-slim is not Debian 12"),
-    ("docker", "deploy/docker/Dockerfile", [("EXPOSE 50052\n", "EXPOSE 8080\n")],
+    ("docker", "deploy/docker/Dockerfile", [("EXPOSE 50052 9452\n", "EXPOSE 8080 9452\n")],
      "EXPOSE 50052 is missing"),
     ("docker", "deploy/docker/Dockerfile", [("ENV CRM_LISTEN_HOST=0.0.0.0\n", "ENV CRM_LISTEN_HOST=127.0.0.1\n")],
      "CRM_LISTEN_HOST must be a non-loopback address"),

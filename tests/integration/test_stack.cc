@@ -86,6 +86,7 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
   for (int i = 0; i < options.auth_servers; ++i) {
     crm::auth::AuthServerOptions auth_options;
     auth_options.listen_address = "127.0.0.1:0";
+    if (options.metrics) auth_options.metrics_port = 0;
     absl::StatusOr<std::unique_ptr<crm::auth::AuthServer>> auth_server =
         crm::auth::AuthServer::Start(auth_options, stack->auth_pool_.get(), stack->secrets_);
     if (!auth_server.ok()) return auth_server.status();
@@ -104,6 +105,7 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
     crm_options.token_cache_enabled = options.token_cache;
     crm_options.invalidation_watcher.heartbeat_timeout = options.heartbeat_timeout;
     crm_options.token_usage_flush_interval = options.token_usage_flush_interval;
+    if (options.metrics) crm_options.metrics_port = 0;
     absl::StatusOr<std::unique_ptr<crm::data::CrmServer>> crm_server =
         crm::data::CrmServer::Start(crm_options, stack->data_pool_.get());
     if (!crm_server.ok()) return crm_server.status();
@@ -151,6 +153,8 @@ crm::auth::v1::CreatePrivateAppResponse TestStack::NewApp(const std::string& adm
 }
 
 void TestStack::StopAuthServer(size_t index, absl::Duration grace) { auth_servers_[index]->Shutdown(grace); }
+
+void TestStack::StopCrmServer(size_t index, absl::Duration grace) { crm_servers_[index]->Shutdown(grace); }
 
 int64_t TestStack::AppliedSequence(size_t index) {
   grpc::ClientContext context;

@@ -33,6 +33,8 @@ struct StackOptions {
   absl::Duration heartbeat_timeout = absl::Seconds(3);
   // Zero: CRM servers report token uses only on FlushTokenUsage().
   absl::Duration token_usage_flush_interval = absl::ZeroDuration();
+  // Serve Prometheus metrics on a kernel-picked loopback port per server.
+  bool metrics = false;
 };
 
 class TestStack {
@@ -66,6 +68,9 @@ class TestStack {
   // Stops auth server `index` (calls in flight get `grace`); its stubs
   // then fail with UNAVAILABLE.
   void StopAuthServer(size_t index, absl::Duration grace = absl::ZeroDuration());
+
+  // Stops CRM server `index` the same way.
+  void StopCrmServer(size_t index, absl::Duration grace = absl::ZeroDuration());
 
   // Returns the invalidation sequence CRM server `index` has applied, or -1
   // when its status cannot be read.
