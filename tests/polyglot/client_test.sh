@@ -6,7 +6,9 @@
 #
 # CLIENT is one of:
 #   python    the README walkthrough through stubs that protoc generates from
-#             proto/ into BUILD_DIR/polyglot/python-generated (python_client.py)
+#             proto/ into BUILD_DIR/polyglot/python-generated, with the error
+#             details read through google/rpc messages generated from the npm
+#             package google-proto-files (python_client.py)
 #   node      the README walkthrough through @grpc/grpc-js (node_client.js)
 #   buf-curl  server reflection: list both servers' services, then CRM calls
 #             with JSON bodies and a token header
@@ -65,6 +67,13 @@ generate_python() {
   if ! (cd "$root" && /usr/bin/protoc -I proto --python_out="$python_out" --grpc_out="$python_out" \
     --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin $(cd proto && find crm -name '*.proto' | sort)); then
     echo "FAIL: protoc could not generate the Python code from proto/"
+    exit 1
+  fi
+  # The installed protobuf's include folder comes first, so imports of the
+  # well-known types resolve to the files python3-protobuf was built from.
+  if ! /usr/bin/protoc -I /usr/include -I "$root/tools/node_modules/google-proto-files" \
+    --python_out="$python_out" google/rpc/status.proto google/rpc/error_details.proto; then
+    echo "FAIL: protoc could not generate the Python code of google/rpc from tools/node_modules/google-proto-files"
     exit 1
   fi
 }
