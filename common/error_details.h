@@ -3,7 +3,7 @@
 //
 // Inside the services errors stay absl::Status. An error site attaches the
 // details as payloads of its absl::Status: each payload is keyed by the Any
-// type URL of a google.rpc detail message and holds that message
+// type URL of a google.rpc detail message and contains that message
 // serialized. ToGrpcStatus (common/grpc_status.h) copies the payloads into
 // google.rpc.Status.details and sends that message as the call's binary
 // error details (the grpc-status-details-bin trailer). The ErrorInfo domain
@@ -73,7 +73,7 @@ enum class ErrorReason {
 // The reason's name in UPPER_SNAKE_CASE, such as "SCOPE_MISSING".
 absl::string_view ErrorReasonName(ErrorReason reason);
 
-// Every reason in declaration order, for tests and documentation checks.
+// Every reason in declaration order, for tests.
 const std::vector<ErrorReason>& AllErrorReasons();
 
 // ErrorInfo.metadata. Keys are snake_case (error_details.proto allows

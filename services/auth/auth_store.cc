@@ -371,9 +371,9 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
     // up to last_sequence and none after it.
     //
     // Rotated tokens keep their row with revoke_time set, so the statement
-    // finds them too and the caller learns TOKEN_REVOKED. That tells nothing
-    // to someone guessing tokens: only the holder of a real token that was
-    // issued can get it. A deleted app's tokens are deleted with it, so they
+    // finds them too and the caller gets TOKEN_REVOKED. That reveals nothing
+    // to someone guessing tokens, because only the holder of a token that
+    // was really issued can get it. A deleted app's tokens are deleted with it, so they
     // are TOKEN_INVALID like a token that never existed.
     Statement select = Prepare(connection,
                                "SELECT s.last_sequence, t.token_digest, a.organization_id, a.id, a.scope_bits,"

@@ -30,8 +30,8 @@ const FieldDescriptor* Field(const Message& message, absl::string_view name) {
   return message.GetDescriptor()->FindFieldByName(std::string(name));
 }
 
-// Puts the request field that holds the record before the field violations
-// of `status`, which checks of the record name relative to it.
+// Puts the request field that contains the record before the field
+// violations of `status`, whose paths are relative to the record.
 absl::Status InRecordField(const ModuleSchema& schema, absl::Status status) {
   return PrefixFieldViolations(std::move(status), RecordFieldName(schema));
 }

@@ -117,7 +117,7 @@ TEST_F(ErrorDetailsTest, ScopeMissingListsOnlyTheMissingOnes) {
   EXPECT_EQ(Metadata(details, "required_scopes"), "LEAD:UPDATE,CONTACT:CREATE,ACCOUNT:CREATE,OPPORTUNITY:CREATE");
 }
 
-TEST_F(ErrorDetailsTest, RotatedTokenIsRevokedAndDeletedAppsTokenInvalid) {
+TEST_F(ErrorDetailsTest, RotatedRevokedDeletedInvalid) {
   auto app = stack_->NewApp(admin_key_, {MakeScope(MODULE_LEAD, ACTION_READ)});
   ASSERT_EQ(GetLead(app.access_token()).error_code(), grpc::StatusCode::NOT_FOUND);
 

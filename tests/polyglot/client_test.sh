@@ -151,6 +151,18 @@ run_buf_curl() {
   # token's doing.
   output=$(buf_curl -d "{\"id\": \"$lead_id\"}" "$crm/crm.data.v1.CrmService/GetLead" 2>&1)
   expect_json "$output" .code unauthenticated "GetLead through buf curl without a token header"
+  # buf curl prints each detail's type and its bytes in base64, which
+  # protoc decodes with the google-proto-files schema (docs/clients.md).
+  expect_json "$output" '.details[0].type' google.rpc.ErrorInfo "buf curl shows the ErrorInfo detail"
+  local decoded
+  decoded=$(jq -r '.details[0].value' <<<"$output" 2>/dev/null | base64 -d 2>/dev/null |
+    /usr/bin/protoc -I /usr/include -I "$root/tools/node_modules/google-proto-files" \
+      --decode=google.rpc.ErrorInfo google/rpc/error_details.proto 2>&1)
+  if grep -qx 'reason: "TOKEN_MISSING"' <<<"$decoded" && grep -qx 'domain: "data.crm.example"' <<<"$decoded"; then
+    pass "the ErrorInfo that buf curl prints decodes to TOKEN_MISSING in data.crm.example"
+  else
+    fail "the ErrorInfo that buf curl prints does not decode to TOKEN_MISSING in data.crm.example: $decoded"
+  fi
 }
 
 run_health() {

@@ -139,7 +139,7 @@ TEST(GrpcStatus, FromGrpcStatusKeepsDetailsButNotDomain) {
   EXPECT_EQ(info->domain(), "") << "the forwarding service sets its own domain";
   EXPECT_EQ(info->metadata().at("key"), "value");
 
-  // The service that forwards the error answers with its own domain.
+  // The service that forwards the error sets its own domain.
   google::rpc::Status rpc_status;
   ASSERT_TRUE(rpc_status.ParseFromString(ToGrpcStatus(forwarded, kDataErrorDomain).error_details()));
   ASSERT_TRUE(rpc_status.details(0).UnpackTo(&*info));
