@@ -2,11 +2,27 @@
 
 #include <string>
 
+#include "common/error_details.h"
+
 namespace crm {
 
-grpc::Status ToGrpcStatus(const absl::Status& status) {
+grpc::Status ToGrpcStatus(const absl::Status& status, absl::string_view domain) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()),
+                      ToRpcStatus(status, domain).SerializeAsString());
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  google::rpc::Status rpc_status;
+  if (status.error_details().empty() || !rpc_status.ParseFromString(status.error_details())) {
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+  }
+  // The trailer's code and message are what the peer's gRPC library sent;
+  // they win over a google.rpc.Status that disagrees.
+  rpc_status.set_code(status.error_code());
+  rpc_status.set_message(status.error_message());
+  return FromRpcStatus(rpc_status);
 }
 
 const char* StatusCodeName(grpc::StatusCode code) {

@@ -14,6 +14,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/error_details.h"
 #include "common/logging.h"
 
 namespace crm {
@@ -96,20 +97,26 @@ sql::PreparedStatement& PrepareCached(sql::Connection& connection, const std::st
 absl::Status StatusFromSqlException(const sql::SQLException& error, absl::string_view operation) {
   int code = error.getErrorCode();
   std::string message = absl::StrCat(operation, " failed: MySQL error ", code, " (", error.getSQLState(), ")");
-  if (IsConnectionLost(code)) return absl::UnavailableError(absl::StrCat(message, ": database unreachable"));
+  if (IsConnectionLost(code)) {
+    return WithErrorInfo(absl::UnavailableError(absl::StrCat(message, ": database unreachable")),
+                         ErrorReason::kDatabaseUnavailable);
+  }
   switch (code) {
     case kErrorDuplicateKey:
-      return absl::AlreadyExistsError(message);
+      return WithErrorInfo(absl::AlreadyExistsError(message), ErrorReason::kResourceAlreadyExists);
     case kErrorDeadlock:
     case kErrorLockWaitTimeout:
-      return absl::AbortedError(absl::StrCat(message, ": conflicting concurrent transaction"));
+      return WithErrorInfo(absl::AbortedError(absl::StrCat(message, ": conflicting concurrent transaction")),
+                           ErrorReason::kTransactionConflict);
     case kErrorQueryInterrupted:
     case kErrorStatementTimeout:
-      return absl::DeadlineExceededError(message);
+      return WithErrorInfo(absl::DeadlineExceededError(message), ErrorReason::kDatabaseTimeout);
     case kErrorDataTooLong:
-      return absl::InvalidArgumentError(absl::StrCat(message, ": value too long"));
+      return WithErrorInfo(absl::InvalidArgumentError(absl::StrCat(message, ": value too long")),
+                           ErrorReason::kValidationFailed);
     default:
-      return absl::InternalError(absl::StrCat(message, ": ", error.what()));
+      return WithErrorInfo(absl::InternalError(absl::StrCat(message, ": ", error.what())),
+                           ErrorReason::kInternalError);
   }
 }
 
@@ -171,7 +178,9 @@ absl::StatusOr<std::unique_ptr<sql::Connection>> MysqlPool::Connect() {
                  options_.socket.empty() ? absl::StrCat(options_.host, ":", options_.port) : options_.socket,
                  error.getErrorCode());
     absl::Status status = StatusFromSqlException(error, "connecting to the database");
-    if (!absl::IsUnavailable(status)) status = absl::UnavailableError(status.message());
+    if (!absl::IsUnavailable(status)) {
+      status = WithErrorInfo(absl::UnavailableError(status.message()), ErrorReason::kDatabaseUnavailable);
+    }
     return status;
   }
 }
@@ -183,8 +192,9 @@ absl::StatusOr<MysqlPool::Slot> MysqlPool::Acquire() {
       return !idle_.empty() || open_ < options_.pool_size;
     };
     if (!mu_.AwaitWithTimeout(absl::Condition(&can_proceed), options_.acquire_timeout)) {
-      return absl::UnavailableError(absl::StrCat("no free database connection within ",
-                                                 absl::FormatDuration(options_.acquire_timeout)));
+      return WithErrorInfo(absl::UnavailableError(absl::StrCat("no free database connection within ",
+                                                               absl::FormatDuration(options_.acquire_timeout))),
+                           ErrorReason::kDatabaseUnavailable);
     }
     if (!idle_.empty()) {
       Slot slot = std::move(idle_.back());

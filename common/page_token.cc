@@ -3,6 +3,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "common/crypto.h"
+#include "common/error_details.h"
 
 namespace crm {
 namespace {
@@ -19,8 +20,9 @@ std::string Fingerprint(absl::string_view request_scope) {
 }
 
 absl::Status InvalidToken() {
-  return absl::InvalidArgumentError(
-      "page_token is invalid: pass next_page_token unchanged, with the same request and credential");
+  return InvalidFieldError(
+      "page_token", "page_token is invalid: pass next_page_token unchanged, with the same request and credential",
+      ErrorReason::kInvalidPageToken);
 }
 
 // Decodes `token` only when it is exactly what WebSafeBase64Escape writes.

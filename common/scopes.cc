@@ -3,6 +3,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/error_details.h"
 
 namespace crm {
 
@@ -25,19 +26,19 @@ absl::StatusOr<ScopeMask> ScopeMaskFromProto(
   for (int i = 0; i < scopes.size(); ++i) {
     const crm::auth::v1::Scope& scope = scopes.Get(i);
     if (scope.module() == crm::auth::v1::MODULE_UNSPECIFIED || !crm::auth::v1::Module_IsValid(scope.module())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("scopes[", i, "].module must be one of MODULE_LEAD ... MODULE_MESSAGE, got ",
-                       static_cast<int>(scope.module())));
+      std::string field = absl::StrCat("scopes[", i, "].module");
+      return InvalidFieldError(field, absl::StrCat(field, " must be one of MODULE_LEAD ... MODULE_MESSAGE, got ",
+                                                   static_cast<int>(scope.module())));
     }
     if (scope.action() == crm::auth::v1::ACTION_UNSPECIFIED || !crm::auth::v1::Action_IsValid(scope.action())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("scopes[", i, "].action must be one of ACTION_READ ... ACTION_DELETE, got ",
-                       static_cast<int>(scope.action())));
+      std::string field = absl::StrCat("scopes[", i, "].action");
+      return InvalidFieldError(field, absl::StrCat(field, " must be one of ACTION_READ ... ACTION_DELETE, got ",
+                                                   static_cast<int>(scope.action())));
     }
     ScopeMask bit = ScopeBit(scope.module(), scope.action());
     if ((mask & bit) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("scopes[", i, "] repeats ",
-                                                     ScopeName(scope.module(), scope.action())));
+      std::string field = absl::StrCat("scopes[", i, "]");
+      return InvalidFieldError(field, absl::StrCat(field, " repeats ", ScopeName(scope.module(), scope.action())));
     }
     mask |= bit;
   }

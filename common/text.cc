@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/error_details.h"
 
 namespace crm {
 namespace {
@@ -69,36 +70,38 @@ absl::Status ValidateText(absl::string_view field, absl::string_view value, cons
   while (pos < value.size()) {
     size_t start = pos;
     if (!DecodeCodePoint(value, &pos, &cp)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, " is not valid UTF-8 (bad byte at offset ", start, ")"));
+      return InvalidFieldError(field, absl::StrCat(field, " is not valid UTF-8 (bad byte at offset ", start, ")"));
     }
     bool allowed_break = rules.allow_line_breaks && (cp == '\n' || cp == '\r' || cp == '\t');
     if (IsControl(cp) && !allowed_break) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, " contains control character U+", absl::Hex(cp, absl::kZeroPad4),
-                       " at offset ", start));
+      return InvalidFieldError(field, absl::StrCat(field, " contains control character U+",
+                                                   absl::Hex(cp, absl::kZeroPad4), " at offset ", start));
     }
     ++count;
   }
   if (count > rules.max_code_points) {
-    return absl::InvalidArgumentError(absl::StrCat(field, " is ", count, " characters long; the maximum is ",
-                                                   rules.max_code_points));
+    return InvalidFieldError(
+        field, absl::StrCat(field, " is ", count, " characters long; the maximum is ", rules.max_code_points));
   }
   if (!rules.allow_surrounding_space && !value.empty() &&
       (absl::ascii_isspace(static_cast<unsigned char>(value.front())) ||
        absl::ascii_isspace(static_cast<unsigned char>(value.back())))) {
-    return absl::InvalidArgumentError(absl::StrCat(field, " must not start or end with white space"));
+    return InvalidFieldError(field, absl::StrCat(field, " must not start or end with white space"));
   }
   return absl::OkStatus();
 }
 
-absl::Status ParseBearer(absl::string_view header, absl::string_view* credential) {
+absl::Status ParseBearer(absl::string_view header, TokenKind kind, absl::string_view* credential) {
+  bool app_token = kind == TokenKind::kAppToken;
   if (header.empty()) {
-    return absl::UnauthenticatedError("missing authorization metadata; send 'authorization: Bearer <token>'");
+    return WithErrorInfo(
+        absl::UnauthenticatedError("missing authorization metadata; send 'authorization: Bearer <token>'"),
+        app_token ? ErrorReason::kTokenMissing : ErrorReason::kAdminKeyMissing);
   }
   constexpr absl::string_view kScheme = "Bearer ";
   if (header.size() <= kScheme.size() || !absl::StartsWithIgnoreCase(header, kScheme)) {
-    return absl::UnauthenticatedError("authorization metadata must be 'Bearer <token>'");
+    return WithErrorInfo(absl::UnauthenticatedError("authorization metadata must be 'Bearer <token>'"),
+                         app_token ? ErrorReason::kTokenMalformed : ErrorReason::kAdminKeyMalformed);
   }
   *credential = absl::StripLeadingAsciiWhitespace(header.substr(kScheme.size()));
   return absl::OkStatus();

@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
+#include "common/error_details.h"
 
 namespace crm {
 namespace {
@@ -51,24 +52,26 @@ std::string GenerateToken(TokenKind kind, const RandomSource& random) {
 
 absl::Status ValidateTokenFormat(TokenKind kind, absl::string_view token) {
   const char* what = kind == TokenKind::kAppToken ? "access token" : "admin key";
+  auto malformed = [kind](std::string message) {
+    return WithErrorInfo(absl::UnauthenticatedError(message), kind == TokenKind::kAppToken
+                                                                  ? ErrorReason::kTokenMalformed
+                                                                  : ErrorReason::kAdminKeyMalformed);
+  };
   if (!absl::StartsWith(token, TokenPrefix(kind))) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("malformed ", what, ": expected prefix ", TokenPrefix(kind)));
+    return malformed(absl::StrCat("malformed ", what, ": expected prefix ", TokenPrefix(kind)));
   }
   if (token.size() != kTokenChars) {
-    return absl::UnauthenticatedError(absl::StrCat("malformed ", what, ": expected ", kTokenChars,
-                                                   " characters, got ", token.size()));
+    return malformed(
+        absl::StrCat("malformed ", what, ": expected ", kTokenChars, " characters, got ", token.size()));
   }
   for (char c : token.substr(kTokenPrefixChars)) {
     if (kBase62.find(c) == absl::string_view::npos) {
-      return absl::UnauthenticatedError(
-          absl::StrCat("malformed ", what, ": characters after the prefix must be base62"));
+      return malformed(absl::StrCat("malformed ", what, ": characters after the prefix must be base62"));
     }
   }
   absl::string_view prefix_and_body = token.substr(0, kTokenPrefixChars + kTokenBodyChars);
   if (!ConstantTimeEquals(Checksum(prefix_and_body), token.substr(prefix_and_body.size()))) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("malformed ", what, ": checksum mismatch (mistyped or truncated?)"));
+    return malformed(absl::StrCat("malformed ", what, ": checksum mismatch (mistyped or truncated?)"));
   }
   return absl::OkStatus();
 }

@@ -36,7 +36,8 @@ absl::string_view TokenPrefix(TokenKind kind);
 std::string GenerateToken(TokenKind kind, const RandomSource& random);
 
 // Checks prefix, length, alphabet and checksum. Returns UNAUTHENTICATED with
-// a reason that never repeats the token.
+// a message that never repeats the token, and reason TOKEN_MALFORMED or
+// ADMIN_KEY_MALFORMED.
 absl::Status ValidateTokenFormat(TokenKind kind, absl::string_view token);
 
 // Returns the prefix and the last four characters, such as "crmpat_…a1B2",

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/error_details.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/server_setup.h"
@@ -61,7 +62,7 @@ class CallLog {
 
   // Logs the call and returns its status for gRPC.
   grpc::Status Finish(const absl::Status& status) {
-    grpc::Status result = ToGrpcStatus(status);
+    grpc::Status result = ToGrpcStatus(status, kAuthErrorDomain);
     double latency_ms = absl::ToDoubleMilliseconds(absl::Now() - start_);
     // Codes that point at the server or the database, not at the caller.
     bool server_fault = absl::IsInternal(status) || absl::IsUnavailable(status) || absl::IsDataLoss(status) ||
@@ -93,12 +94,13 @@ absl::StatusOr<AdminCaller> AuthenticateAdmin(const grpc::ServerContext& context
   const auto& metadata = context.client_metadata();
   auto [first, end] = metadata.equal_range("authorization");
   if (first != end && std::next(first) != end) {
-    return absl::UnauthenticatedError("send exactly one authorization metadata entry");
+    return WithErrorInfo(absl::UnauthenticatedError("send exactly one authorization metadata entry"),
+                         ErrorReason::kAdminKeyMalformed);
   }
   absl::string_view header =
       first == end ? absl::string_view() : absl::string_view(first->second.data(), first->second.size());
   absl::string_view admin_key;
-  absl::Status parsed = ParseBearer(header, &admin_key);
+  absl::Status parsed = ParseBearer(header, TokenKind::kAdminKey, &admin_key);
   if (!parsed.ok()) return parsed;
   return store.AuthenticateAdmin(admin_key);
 }

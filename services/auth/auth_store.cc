@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/crypto.h"
+#include "common/error_details.h"
 #include "common/logging.h"
 #include "common/mysql_pool.h"
 #include "common/text.h"
@@ -182,6 +183,21 @@ std::string ToDatetime(int64_t unix_micros) {
   return absl::FormatTime("%Y-%m-%d %H:%M:%E6S", absl::FromUnixMicros(unix_micros), absl::UTCTimeZone());
 }
 
+absl::Status AppNotFound(uint64_t app_id) {
+  return WithErrorInfo(absl::NotFoundError(absl::StrCat("private app ", app_id, " not found")),
+                       ErrorReason::kResourceNotFound,
+                       {{"resource_type", "private_app"}, {"resource_id", absl::StrCat(app_id)}});
+}
+
+// Puts "private_app." before the message and the field paths of a check
+// that names fields relative to the app, such as "logo" or "scopes[0]".
+absl::Status InPrivateApp(const absl::Status& status) {
+  absl::Status prefixed(status.code(), absl::StrCat("private_app.", status.message()));
+  status.ForEachPayload(
+      [&](absl::string_view type_url, const absl::Cord& payload) { prefixed.SetPayload(type_url, payload); });
+  return PrefixFieldViolations(std::move(prefixed), "private_app");
+}
+
 // Loads one app of `organization_id`; NOT_FOUND when there is none. With
 // `for_update`, locks the app row until the transaction ends.
 absl::StatusOr<AppRow> LoadApp(sql::Connection& connection, uint64_t organization_id, uint64_t app_id,
@@ -191,7 +207,7 @@ absl::StatusOr<AppRow> LoadApp(sql::Connection& connection, uint64_t organizatio
   select->setUInt64(1, organization_id);
   select->setUInt64(2, app_id);
   Rows rows(select->executeQuery());
-  if (!rows->next()) return absl::NotFoundError(absl::StrCat("private app ", app_id, " not found"));
+  if (!rows->next()) return AppNotFound(app_id);
   return ReadApp(*rows);
 }
 
@@ -365,9 +381,11 @@ absl::StatusOr<int64_t> AppendInvalidation(sql::Connection& connection, uint64_t
   Statement increment =
       Prepare(connection, "UPDATE invalidation_sequence SET last_sequence = last_sequence + 1 WHERE id = 1");
   if (increment->executeUpdate() != 1) {
-    return absl::InternalError(
-        "the invalidation_sequence row with id 1 is missing; migration 0002 creates it, so restore it with "
-        "last_sequence set to the highest sequence in invalidation_log");
+    return WithErrorInfo(
+        absl::InternalError(
+            "the invalidation_sequence row with id 1 is missing; migration 0002 creates it, so restore it with "
+            "last_sequence set to the highest sequence in invalidation_log"),
+        ErrorReason::kInternalError);
   }
   // A transaction reads its own update, whatever its snapshot.
   Statement select = Prepare(connection, "SELECT last_sequence FROM invalidation_sequence WHERE id = 1");
@@ -388,7 +406,7 @@ absl::StatusOr<int64_t> AppendInvalidation(sql::Connection& connection, uint64_t
 }
 
 absl::Status ValidateDisplayName(absl::string_view value) {
-  if (value.empty()) return absl::InvalidArgumentError("private_app.display_name is required");
+  if (value.empty()) return InvalidFieldError("private_app.display_name", "private_app.display_name is required");
   return ValidateText("private_app.display_name", value,
                       TextRules{.max_code_points = kMaxAppNameChars, .allow_surrounding_space = false});
 }
@@ -403,7 +421,8 @@ absl::StatusOr<std::string> ValidateLogoField(absl::string_view logo) {
   if (logo.empty()) return std::string();
   absl::StatusOr<std::string> mime_type = ValidateLogo(logo);
   if (!mime_type.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("private_app.", mime_type.status().message()));
+    std::string message = absl::StrCat("private_app.", mime_type.status().message());
+    return InvalidFieldError("private_app.logo", message, ErrorReason::kLogoInvalid);
   }
   return mime_type;
 }
@@ -424,20 +443,22 @@ std::string Placeholders(size_t count) {
 
 absl::StatusOr<ScopeMask> ValidateScopes(const google::protobuf::RepeatedPtrField<v1::Scope>& scopes) {
   absl::StatusOr<ScopeMask> mask = ScopeMaskFromProto(scopes);
-  if (!mask.ok()) return absl::InvalidArgumentError(absl::StrCat("private_app.", mask.status().message()));
-  if (*mask == 0) return absl::InvalidArgumentError("private_app.scopes must grant at least one scope");
+  if (!mask.ok()) return InPrivateApp(mask.status());
+  if (*mask == 0) {
+    return InvalidFieldError("private_app.scopes", "private_app.scopes must grant at least one scope");
+  }
   return mask;
 }
 
 }  // namespace
 
 absl::StatusOr<uint64_t> ParseId(absl::string_view field, absl::string_view value) {
-  if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(field, " is required"));
+  if (value.empty()) return InvalidFieldError(field, absl::StrCat(field, " is required"));
   uint64_t id = 0;
   bool digits_only = std::all_of(value.begin(), value.end(), [](char c) { return absl::ascii_isdigit(c); });
   if (!digits_only || value.size() > kMaxIdDigits || value.front() == '0' || !absl::SimpleAtoi(value, &id)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, " must be a positive decimal integer without leading zeros, such as \"42\""));
+    return InvalidFieldError(
+        field, absl::StrCat(field, " must be a positive decimal integer without leading zeros, such as \"42\""));
   }
   return id;
 }
@@ -474,7 +495,7 @@ std::string AuthStore::ListRequestScope(uint64_t organization_id) const {
 }
 
 absl::StatusOr<NewOrganization> AuthStore::CreateOrganization(absl::string_view display_name) {
-  if (display_name.empty()) return absl::InvalidArgumentError("organization display_name is required");
+  if (display_name.empty()) return InvalidFieldError("display_name", "organization display_name is required");
   absl::Status valid =
       ValidateText("organization display_name", display_name,
                    TextRules{.max_code_points = kMaxOrganizationNameChars, .allow_surrounding_space = false});
@@ -529,9 +550,9 @@ absl::StatusOr<AdminCaller> AuthStore::AuthenticateAdmin(absl::string_view admin
                                                         Placeholders(digests.size()), ") AND revoke_time IS NULL LIMIT 1"));
     for (size_t i = 0; i < digests.size(); ++i) select->setString(static_cast<int>(i + 1), digests[i]);
     Rows rows(select->executeQuery());
-    if (!rows->next()) return absl::UnauthenticatedError("unknown or revoked admin key");
+    if (!rows->next()) return WithErrorInfo(absl::UnauthenticatedError("unknown or revoked admin key"), ErrorReason::kAdminKeyInvalid);
     stored_digest = rows->getString(3).asStdString();
-    if (!MatchesAny(stored_digest, digests)) return absl::UnauthenticatedError("unknown or revoked admin key");
+    if (!MatchesAny(stored_digest, digests)) return WithErrorInfo(absl::UnauthenticatedError("unknown or revoked admin key"), ErrorReason::kAdminKeyInvalid);
     caller.admin_key_id = rows->getUInt64(1);
     caller.organization_id = rows->getUInt64(2);
     stored_under_newest = !rows->isNull(4) && rows->getString(4).asStdString() == newest_key_id;
@@ -569,7 +590,9 @@ absl::StatusOr<uint64_t> AuthStore::AuthenticateAdminKey(absl::string_view admin
 }
 
 absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
-  if (token.empty()) return absl::InvalidArgumentError("token is required");
+  if (token.empty()) {
+    return WithErrorInfo(InvalidFieldError("token", "token is required"), ErrorReason::kTokenMissing);
+  }
   absl::Status format = ValidateTokenFormat(TokenKind::kAppToken, token);
   if (!format.ok()) return format;
 
@@ -583,20 +606,35 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
     // from one InnoDB read view, under REPEATABLE READ and READ COMMITTED
     // alike, and takes no locks. So the claims reflect every invalidation
     // up to last_sequence and none after it.
+    //
+    // Rotated tokens keep their row with revoke_time set, so the statement
+    // finds them too and the caller gets TOKEN_REVOKED. That reveals nothing
+    // to someone guessing tokens, because only the holder of a token that
+    // was really issued can get it. A deleted app's tokens are deleted with it, so they
+    // are TOKEN_INVALID like a token that never existed.
     Statement select = Prepare(connection,
                                "SELECT s.last_sequence, t.token_digest, a.organization_id, a.id, a.scope_bits, t.id,"
                                " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', t.expire_time),"
-                               " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', t.overlap_end_time)"
+                               " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', t.overlap_end_time),"
+                               " t.revoke_time IS NULL"
                                " FROM invalidation_sequence s"
                                " LEFT JOIN (access_tokens t JOIN private_apps a ON a.id = t.app_id)"
-                               " ON t.token_digest IN (" + Placeholders(digests.size()) +
-                               ") AND t.revoke_time IS NULL"
+                               " ON t.token_digest IN (" + Placeholders(digests.size()) + ")"
                                " WHERE s.id = 1 LIMIT 1");
     for (size_t i = 0; i < digests.size(); ++i) select->setString(static_cast<int>(i + 1), digests[i]);
     Rows rows(select->executeQuery());
-    if (!rows->next()) return absl::InternalError("the invalidation_sequence row with id 1 is missing");
+    if (!rows->next()) {
+      return WithErrorInfo(absl::InternalError("the invalidation_sequence row with id 1 is missing"),
+                           ErrorReason::kInternalError);
+    }
     if (rows->isNull(2) || !MatchesAny(rows->getString(2).asStdString(), digests)) {
-      return absl::UnauthenticatedError("unknown access token, or it was rotated or its app deleted");
+      return WithErrorInfo(absl::UnauthenticatedError("unknown access token, or its app was deleted"),
+                           ErrorReason::kTokenInvalid);
+    }
+    if (!rows->getBoolean(9)) {
+      return WithErrorInfo(
+          absl::UnauthenticatedError("the access token was rotated; use the app's current token"),
+          ErrorReason::kTokenRevoked);
     }
     claims.invalidation_sequence = rows->getInt64(1);
     claims.organization_id = rows->getUInt64(3);
@@ -609,7 +647,9 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
   if (!status.ok()) return status;
   if (expire_micros.has_value()) {
     claims.expire_time = absl::FromUnixMicros(*expire_micros);
-    if (claims.expire_time <= clock_()) return absl::UnauthenticatedError("the access token has expired");
+    if (claims.expire_time <= clock_()) {
+      return WithErrorInfo(absl::UnauthenticatedError("the access token has expired"), ErrorReason::kTokenInvalid);
+    }
   }
   return claims;
 }
@@ -657,7 +697,7 @@ absl::Status AuthStore::ReportTokenUsage(const v1::ReportTokenUsageRequest& requ
 
 absl::StatusOr<v1::CreatePrivateAppResponse> AuthStore::CreatePrivateApp(const AdminCaller& caller,
                                                                          const v1::CreatePrivateAppRequest& request) {
-  if (!request.has_private_app()) return absl::InvalidArgumentError("private_app is required");
+  if (!request.has_private_app()) return InvalidFieldError("private_app", "private_app is required");
   const v1::PrivateApp& input = request.private_app();
   absl::Status valid = ValidateDisplayName(input.display_name());
   if (valid.ok()) valid = ValidateDescription(input.description());
@@ -697,8 +737,10 @@ absl::StatusOr<v1::CreatePrivateAppResponse> AuthStore::CreatePrivateApp(const A
     Rows counted(count->executeQuery());
     counted->next();
     if (counted->getInt64(1) >= kMaxAppsPerOrganization) {
-      return absl::FailedPreconditionError(absl::StrCat("organization already has ", kMaxAppsPerOrganization,
-                                                        " private apps; delete one before creating another"));
+      return WithErrorInfo(
+          absl::FailedPreconditionError(absl::StrCat("organization already has ", kMaxAppsPerOrganization,
+                                                     " private apps; delete one before creating another")),
+          ErrorReason::kAppLimitReached, {{"max_apps_per_organization", absl::StrCat(kMaxAppsPerOrganization)}});
     }
 
     Statement insert_app =
@@ -760,8 +802,7 @@ absl::StatusOr<v1::GetPrivateAppResponse> AuthStore::GetPrivateApp(const AdminCa
 absl::StatusOr<v1::ListPrivateAppsResponse> AuthStore::ListPrivateApps(const AdminCaller& caller,
                                                                        const v1::ListPrivateAppsRequest& request) {
   if (request.page_size() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size must not be negative, got ", request.page_size()));
+    return InvalidFieldError("page_size", absl::StrCat("page_size must not be negative, got ", request.page_size()));
   }
   uint64_t organization_id = caller.organization_id;
   int page_size = request.page_size() == 0 ? kMaxPageSize : std::min(request.page_size(), kMaxPageSize);
@@ -810,14 +851,15 @@ absl::StatusOr<v1::ListPrivateAppsResponse> AuthStore::ListPrivateApps(const Adm
 
 absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const AdminCaller& caller,
                                                                          const v1::UpdatePrivateAppRequest& request) {
-  if (!request.has_private_app()) return absl::InvalidArgumentError("private_app is required");
+  if (!request.has_private_app()) return InvalidFieldError("private_app", "private_app is required");
   const v1::PrivateApp& input = request.private_app();
   absl::StatusOr<uint64_t> app_id = ParseId("private_app.id", input.id());
   if (!app_id.ok()) return app_id.status();
 
   // Checks the mask and the new values before touching the database.
   if (request.update_mask().paths().empty()) {
-    return absl::InvalidArgumentError(
+    return InvalidFieldError(
+        "update_mask.paths",
         "update_mask must name at least one of display_name, description, logo, scopes and token_expire_time");
   }
   bool set_display_name = false;
@@ -838,12 +880,14 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const A
       set_expire_time = true;
     } else if (std::find(std::begin(kOutputOnlyPaths), std::end(kOutputOnlyPaths), path) !=
                std::end(kOutputOnlyPaths)) {
-      return absl::InvalidArgumentError(
+      return InvalidFieldError(
+          "update_mask.paths",
           absl::StrCat("update_mask path \"", path, "\" is an output-only field and cannot be updated"));
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "update_mask path \"", path,
-          "\" is not an updatable field; use display_name, description, logo, scopes or token_expire_time"));
+      return InvalidFieldError(
+          "update_mask.paths",
+          absl::StrCat("update_mask path \"", path,
+                       "\" is not an updatable field; use display_name, description, logo, scopes or token_expire_time"));
     }
   }
   if (set_display_name) {
@@ -997,7 +1041,7 @@ absl::StatusOr<v1::DeletePrivateAppResponse> AuthStore::DeletePrivateApp(const A
             Prepare(connection, "DELETE FROM private_apps WHERE organization_id = ? AND id = ?");
         remove->setUInt64(1, organization_id);
         remove->setUInt64(2, *app_id);
-        remove->executeUpdate();
+        if (remove->executeUpdate() == 0) return AppNotFound(*app_id);
         InsertAuditEvent(connection, caller,
                          AuditRecord{.app_id = *app_id,
                                      .action = v1::AUDIT_ACTION_APP_DELETED,
@@ -1038,7 +1082,7 @@ absl::StatusOr<v1::GetAccessTokenResponse> AuthStore::GetAccessToken(const Admin
         select->setUInt64(1, caller.organization_id);
         select->setUInt64(2, *app_id);
         Rows rows(select->executeQuery());
-        if (!rows->next()) return absl::NotFoundError(absl::StrCat("private app ", *app_id, " not found"));
+        if (!rows->next()) return AppNotFound(*app_id);
         std::string ciphertext = rows->getString(1).asStdString();
         std::string key_id = rows->getString(2).asStdString();
         std::string hint = rows->getString(3).asStdString();
@@ -1055,16 +1099,19 @@ absl::StatusOr<v1::GetAccessTokenResponse> AuthStore::GetAccessToken(const Admin
         }
         const std::string* key = FindEncryptionKey(key_id);
         if (key == nullptr) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("the access token of private app ", *app_id, " was encrypted with key ", key_id,
-                           ", which this server does not load (newest key ", secrets_.token_encryption_key_id,
-                           "); restore that token_encryption_key or rotate the token"));
+          return WithErrorInfo(
+              absl::FailedPreconditionError(absl::StrCat(
+                  "the access token of private app ", *app_id, " was encrypted with key ", key_id,
+                  ", which this server does not load (newest key ", secrets_.token_encryption_key_id,
+                  "); restore that token_encryption_key or rotate the token")),
+              ErrorReason::kEncryptionKeyMismatch,
+              {{"token_key_id", key_id}, {"server_key_id", secrets_.token_encryption_key_id}});
         }
         absl::StatusOr<std::string> opened = OpenAes256Gcm(*key, ciphertext, TokenAssociatedData(*app_id, key_id));
         if (!opened.ok()) {
           spdlog::error("access token of private app {} failed to decrypt: {}", *app_id,
                         opened.status().message());
-          return opened.status();
+          return WithErrorInfo(opened.status(), ErrorReason::kInternalError);
         }
         InsertAuditEvent(
             connection, caller,
@@ -1435,7 +1482,10 @@ absl::StatusOr<InvalidationPage> AuthStore::ReadInvalidations(int64_t after_sequ
                                                             : v1::INVALIDATION_REASON_UNSPECIFIED;
       page.entries.push_back(entry);
     }
-    if (!counter_found) return absl::InternalError("the invalidation_sequence row with id 1 is missing");
+    if (!counter_found) {
+      return WithErrorInfo(absl::InternalError("the invalidation_sequence row with id 1 is missing"),
+                           ErrorReason::kInternalError);
+    }
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -1482,7 +1532,10 @@ absl::StatusOr<int64_t> AuthStore::OldestRetainedInvalidation() {
                                "SELECT COALESCE((SELECT MIN(sequence) FROM invalidation_log), s.last_sequence + 1)"
                                " FROM invalidation_sequence s WHERE s.id = 1");
     Rows rows(select->executeQuery());
-    if (!rows->next()) return absl::InternalError("the invalidation_sequence row with id 1 is missing");
+    if (!rows->next()) {
+      return WithErrorInfo(absl::InternalError("the invalidation_sequence row with id 1 is missing"),
+                           ErrorReason::kInternalError);
+    }
     oldest = rows->getInt64(1);
     return absl::OkStatus();
   });

@@ -1,6 +1,7 @@
 #include "services/crm/caching_token_checker.h"
 
 #include "common/crypto.h"
+#include "common/error_details.h"
 #include "common/token.h"
 
 namespace crm::data {
@@ -48,7 +49,8 @@ void CachingTokenChecker::CheckRemotely(const std::string& token, std::string di
                      if (attempts_left > 1) {
                        CheckRemotely(token, std::move(digest), deadline, std::move(done), attempts_left - 1);
                      } else {
-                       done(absl::UnavailableError("the app changed during the token check; retry"));
+                       done(WithErrorInfo(absl::UnavailableError("the app changed during the token check; retry"),
+                                          ErrorReason::kTokenCheckConflict));
                      }
                      return;
                    }

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/error_details.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/text.h"
@@ -61,6 +62,22 @@ const FieldDescriptor* Field(const Message& message, absl::string_view name) {
 // and every response but Delete's; the repeated resource for List.
 const FieldDescriptor* ResourceField(const Message& message) { return message.GetDescriptor()->field(0); }
 
+absl::Status ResourceRequired(const Message& request) {
+  const std::string& name = ResourceField(request)->name();
+  return InvalidFieldError(name, absl::StrCat(name, " is required"));
+}
+
+// The scopes of `mask` as "LEAD:READ" names joined by `separator`.
+std::string ScopeList(ScopeMask mask, absl::string_view separator) {
+  google::protobuf::RepeatedPtrField<crm::auth::v1::Scope> scopes;
+  ScopeMaskToProto(mask, &scopes);
+  std::string list;
+  for (const crm::auth::v1::Scope& scope : scopes) {
+    absl::StrAppend(&list, list.empty() ? "" : separator, ScopeName(scope.module(), scope.action()));
+  }
+  return list;
+}
+
 void SerializeToByteBuffer(const Message& message, grpc::ByteBuffer* out) {
   std::string bytes = message.SerializeAsString();
   grpc::Slice slice(std::move(bytes));
@@ -81,7 +98,7 @@ struct CrmServiceImpl::Call {
   Claims claims;
 
   void Finish(const absl::Status& status) {
-    grpc::Status grpc_status = ToGrpcStatus(status);
+    grpc::Status grpc_status = ToGrpcStatus(status, kDataErrorDomain);
     double latency_ms = absl::ToDoubleMilliseconds(absl::Now() - start);
     if (status.ok() || claims.organization_id != 0) {
       spdlog::info("rpc method={} code={} latency_ms={:.3f} organization_id={} app_id={} peer={}", spec->path,
@@ -191,7 +208,7 @@ grpc::ServerUnaryReactor* CrmServiceImpl::Handle(const MethodSpec& spec, grpc::C
   absl::Status bearer = ParseBearer(
       header == context->client_metadata().end() ? absl::string_view()
                                                  : absl::string_view(header->second.data(), header->second.size()),
-      &credential);
+      TokenKind::kAppToken, &credential);
   if (!bearer.ok()) {
     call->Finish(bearer);
     return call->reactor;
@@ -240,14 +257,13 @@ void CrmServiceImpl::Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims
   }
   ScopeMask missing = call->spec->required_scopes & ~claims->scopes;
   if (missing != 0) {
-    google::protobuf::RepeatedPtrField<crm::auth::v1::Scope> names;
-    ScopeMaskToProto(missing, &names);
-    std::string list;
-    for (const crm::auth::v1::Scope& scope : names) {
-      absl::StrAppend(&list, list.empty() ? "" : ", ", ScopeName(scope.module(), scope.action()));
-    }
-    call->Finish(absl::PermissionDeniedError(
-        absl::StrCat("the app's token lacks scope ", list, " needed by ", call->spec->method->name())));
+    call->Finish(WithErrorInfo(
+        absl::PermissionDeniedError(absl::StrCat("the app's token lacks scope ", ScopeList(missing, ", "),
+                                                 " needed by ", call->spec->method->name())),
+        ErrorReason::kScopeMissing,
+        {{"method", call->spec->method->full_name()},
+         {"missing_scopes", ScopeList(missing, ",")},
+         {"required_scopes", ScopeList(call->spec->required_scopes, ",")}}));
     return;
   }
   bool queued = workers_->TrySubmit([this, call] {
@@ -256,13 +272,15 @@ void CrmServiceImpl::Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims
       return;
     }
     if (absl::Now() >= call->deadline) {
-      call->Finish(absl::DeadlineExceededError("deadline passed while the call waited for a worker"));
+      call->Finish(WithErrorInfo(absl::DeadlineExceededError("deadline passed while the call waited for a worker"),
+                                 ErrorReason::kServerBusy));
       return;
     }
     call->Finish(Execute(*call));
   });
   if (!queued) {
-    call->Finish(absl::ResourceExhaustedError("server is at its request limit; retry with backoff"));
+    call->Finish(WithErrorInfo(absl::ResourceExhaustedError("server is at its request limit; retry with backoff"),
+                               ErrorReason::kServerBusy));
   }
 }
 
@@ -275,9 +293,10 @@ absl::Status CrmServiceImpl::Execute(Call& call) {
   grpc::ByteBuffer copy(*call.request_bytes);
   grpc::ProtoBufferReader reader(&copy);
   if (!request->ParseFromZeroCopyStream(&reader)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request is not a valid ", spec.method->input_type()->full_name(),
-                     " (strings must be valid UTF-8)"));
+    return WithErrorInfo(absl::InvalidArgumentError(absl::StrCat("request is not a valid ",
+                                                                 spec.method->input_type()->full_name(),
+                                                                 " (strings must be valid UTF-8)")),
+                         ErrorReason::kRequestMalformed);
   }
 
   if (spec.schema == nullptr) return absl::InternalError(absl::StrCat(spec.path, " has no module to execute on"));
@@ -288,9 +307,7 @@ absl::Status CrmServiceImpl::Execute(Call& call) {
   absl::Status status;
   switch (spec.standard_method) {
     case StandardMethod::kCreate: {
-      if (!in->HasField(*request, ResourceField(*request))) {
-        return absl::InvalidArgumentError(absl::StrCat(ResourceField(*request)->name(), " is required"));
-      }
+      if (!in->HasField(*request, ResourceField(*request))) return ResourceRequired(*request);
       Message* resource = out->MutableMessage(response.get(), ResourceField(*response));
       resource->CopyFrom(in->GetMessage(*request, ResourceField(*request)));
       ClearOutputOnlyFields(resource);
@@ -316,9 +333,7 @@ absl::Status CrmServiceImpl::Execute(Call& call) {
       break;
     }
     case StandardMethod::kUpdate: {
-      if (!in->HasField(*request, ResourceField(*request))) {
-        return absl::InvalidArgumentError(absl::StrCat(ResourceField(*request)->name(), " is required"));
-      }
+      if (!in->HasField(*request, ResourceField(*request))) return ResourceRequired(*request);
       const auto& mask = static_cast<const google::protobuf::FieldMask&>(
           in->GetMessage(*request, Field(*request, "update_mask")));
       status = store_->Update(schema, organization_id, in->GetMessage(*request, ResourceField(*request)), mask,

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "common/error_details.h"
 #include "common/text.h"
 
 namespace crm::data {
@@ -38,8 +39,9 @@ class FilterParser {
 
   absl::StatusOr<std::optional<FilterNode>> Parse() {
     if (filter_.size() > kMaxFilterBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("filter is ", filter_.size(), " bytes long; the maximum is ", kMaxFilterBytes));
+      return InvalidFieldError(
+          "filter", absl::StrCat("filter is ", filter_.size(), " bytes long; the maximum is ", kMaxFilterBytes),
+          ErrorReason::kInvalidFilter);
     }
     if (absl::Status status = Tokenize(); !status.ok()) return status;
     if (tokens_.front().type == TokenType::kEnd) return std::nullopt;
@@ -52,10 +54,14 @@ class FilterParser {
   }
 
  private:
+  // INVALID_FILTER whose metadata `position` is the 1-based character
+  // position of the problem, as in the message.
   absl::Status ErrorAt(size_t offset, absl::string_view problem) const {
     long position = CountUtf8CodePoints(filter_.substr(0, offset));
     if (position < 0) position = static_cast<long>(offset);
-    return absl::InvalidArgumentError(absl::StrCat("filter: ", problem, " at position ", position + 1));
+    std::string message = absl::StrCat("filter: ", problem, " at position ", position + 1);
+    return InvalidFieldError("filter", message, ErrorReason::kInvalidFilter,
+                             {{"position", absl::StrCat(position + 1)}});
   }
 
   absl::Status Tokenize() {

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/error_details.h"
 
 namespace crm::data {
 namespace {
@@ -13,8 +14,11 @@ namespace {
 // Tags of the values in an encoded position.
 enum PositionTag : char { kNullTag = 0, kInt64Tag = 1, kUint64Tag = 2, kStringTag = 3 };
 
+// INVALID_ORDER_BY whose metadata `position` is the 1-based byte position
+// of the problem, as in the message.
 absl::Status OrderByError(size_t offset, absl::string_view problem) {
-  return absl::InvalidArgumentError(absl::StrCat("order_by: ", problem, " at position ", offset + 1));
+  std::string message = absl::StrCat("order_by: ", problem, " at position ", offset + 1);
+  return InvalidFieldError("order_by", message, ErrorReason::kInvalidOrderBy, {{"position", absl::StrCat(offset + 1)}});
 }
 
 std::string SortableNames(const ModuleSchema& schema) {
@@ -58,10 +62,14 @@ bool FitsKind(const ColumnField& column, const SqlValue& value) {
 
 absl::StatusOr<std::vector<SortKey>> ParseOrderBy(const ModuleSchema& schema, absl::string_view order_by) {
   const ColumnField* id = schema.FindQueryable(kIdField);
-  if (id == nullptr) return absl::InternalError(absl::StrCat(schema.resource->name(), ".id is not sortable"));
+  if (id == nullptr) {
+    return WithErrorInfo(absl::InternalError(absl::StrCat(schema.resource->name(), ".id is not sortable")),
+                         ErrorReason::kInternalError);
+  }
   if (order_by.size() > kMaxOrderByBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("order_by is ", order_by.size(), " bytes long; the maximum is ", kMaxOrderByBytes));
+    return InvalidFieldError(
+        "order_by", absl::StrCat("order_by is ", order_by.size(), " bytes long; the maximum is ", kMaxOrderByBytes),
+        ErrorReason::kInvalidOrderBy);
   }
 
   std::vector<SortKey> keys;
@@ -195,7 +203,8 @@ std::string EncodePosition(const std::vector<SqlValue>& position) {
 }
 
 absl::StatusOr<std::vector<SqlValue>> DecodePosition(const std::vector<SortKey>& keys, absl::string_view bytes) {
-  absl::Status invalid = absl::InvalidArgumentError("page_token does not fit this request's order_by");
+  absl::Status invalid =
+      InvalidFieldError("page_token", "page_token does not fit this request's order_by", ErrorReason::kInvalidPageToken);
   std::vector<SqlValue> position;
   for (const SortKey& key : keys) {
     if (bytes.empty()) return invalid;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/error_details.h"
 #include "common/mysql_pool.h"
 #include "services/crm/record_rows.h"
 
@@ -83,7 +84,8 @@ absl::Status CheckReferences(sql::Connection& connection, const ModuleSchema& sc
     }
 
     const ModuleSchema* referenced = SchemaForModule(module);
-    absl::Status missing = absl::InvalidArgumentError(
+    absl::Status missing = InvalidFieldError(
+        column.field->name(),
         absl::StrCat(column.field->name(), " ", std::get<uint64_t>(id), " does not name ",
                      referenced == nullptr ? "a record" : absl::StrCat("a ", referenced->resource->name()),
                      " of this organization"));
@@ -112,10 +114,18 @@ absl::Status ApplyDeleteRules(sql::Connection& connection, const ModuleSchema& t
     BindMatch(*reference.column, target, id, 2, &select);
     std::unique_ptr<sql::ResultSet> row(select.executeQuery());
     if (row->next()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          target.resource->name(), " ", id, " cannot be deleted while ", reference.referring->resource->name(), " ",
-          row->getUInt64(1), " refers to it in ", reference.column->field->name(), "; delete that ",
-          reference.referring->resource->name(), " or change its ", reference.column->field->name(), " first"));
+      uint64_t referring_id = row->getUInt64(1);
+      return WithErrorInfo(
+          absl::FailedPreconditionError(absl::StrCat(
+              target.resource->name(), " ", id, " cannot be deleted while ", reference.referring->resource->name(),
+              " ", referring_id, " refers to it in ", reference.column->field->name(), "; delete that ",
+              reference.referring->resource->name(), " or change its ", reference.column->field->name(), " first")),
+          ErrorReason::kRecordReferenced,
+          {{"resource_type", RecordFieldName(target)},
+           {"resource_id", absl::StrCat(id)},
+           {"referring_type", RecordFieldName(*reference.referring)},
+           {"referring_id", absl::StrCat(referring_id)},
+           {"referring_field", reference.column->field->name()}});
     }
   }
 

@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/error_details.h"
 
 namespace crm::data {
 namespace {
@@ -29,7 +30,8 @@ absl::Status ParseSqlTime(absl::string_view text, Timestamp* out) {
   absl::Time time;
   std::string error;
   if (!absl::ParseTime(kSqlTimeFormat, text, absl::UTCTimeZone(), &time, &error)) {
-    return absl::InternalError(absl::StrCat("stored time is not parseable: ", error));
+    return WithErrorInfo(absl::InternalError(absl::StrCat("stored time is not parseable: ", error)),
+                         ErrorReason::kInternalError);
   }
   SetTimestamp(time, out);
   return absl::OkStatus();
@@ -167,7 +169,7 @@ absl::StatusOr<uint64_t> ParseEtag(absl::string_view etag) {
   bool digits_only = !etag.empty() && etag.size() <= 20 &&
                      std::all_of(etag.begin(), etag.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (!digits_only || !absl::SimpleAtoi(etag, &revision) || revision == 0) {
-    return absl::InvalidArgumentError("etag is malformed: pass the etag of a record read from this API unchanged");
+    return InvalidFieldError("etag", "etag is malformed: pass the etag of a record read from this API unchanged");
   }
   return revision;
 }

@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/error_details.h"
 #include "common/logging.h"
 #include "common/text.h"
 #include "crm/data/v1/resources.pb.h"
@@ -133,7 +134,7 @@ bool IsCurrencyCode(absl::string_view value) {
 absl::Status ValidateString(const ColumnField& column, absl::string_view value) {
   const std::string& name = column.field->name();
   if (value.empty()) {
-    if (column.rules.required()) return absl::InvalidArgumentError(absl::StrCat(name, " is required"));
+    if (column.rules.required()) return InvalidFieldError(name, absl::StrCat(name, " is required"));
     return absl::OkStatus();
   }
   TextRules text_rules;
@@ -144,18 +145,18 @@ absl::Status ValidateString(const ColumnField& column, absl::string_view value) 
   switch (column.rules.format()) {
     case crm::data::v1::FIELD_FORMAT_EMAIL:
       if (!IsValidEmail(value)) {
-        return absl::InvalidArgumentError(absl::StrCat(name, " is not an email address"));
+        return InvalidFieldError(name, absl::StrCat(name, " is not an email address"));
       }
       break;
     case crm::data::v1::FIELD_FORMAT_DATE:
       if (!IsCalendarDate(value)) {
-        return absl::InvalidArgumentError(absl::StrCat(name, " must be a calendar date as YYYY-MM-DD"));
+        return InvalidFieldError(name, absl::StrCat(name, " must be a calendar date as YYYY-MM-DD"));
       }
       break;
     case crm::data::v1::FIELD_FORMAT_CURRENCY_CODE:
       if (!IsCurrencyCode(value)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(name, " must be an ISO 4217 code of three upper-case letters, such as EUR"));
+        return InvalidFieldError(
+            name, absl::StrCat(name, " must be an ISO 4217 code of three upper-case letters, such as EUR"));
       }
       break;
     case crm::data::v1::FIELD_FORMAT_RECORD_ID: {
@@ -208,11 +209,20 @@ const ModuleSchema* SchemaForModule(crm::auth::v1::Module module) {
   return nullptr;
 }
 
+std::string RecordFieldName(const ModuleSchema& schema) {
+  std::string name;
+  for (char c : schema.resource->name()) {
+    if (absl::ascii_isupper(static_cast<unsigned char>(c)) && !name.empty()) name.push_back('_');
+    name.push_back(absl::ascii_tolower(static_cast<unsigned char>(c)));
+  }
+  return name;
+}
+
 absl::Status ParseRecordId(absl::string_view field, absl::string_view value, uint64_t* id) {
   bool digits_only = !value.empty() && value.size() <= 20 &&
                      std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (!digits_only || !absl::SimpleAtoi(value, id) || *id == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(field, " must be a record id: a positive decimal number"));
+    return InvalidFieldError(field, absl::StrCat(field, " must be a record id: a positive decimal number"));
   }
   return absl::OkStatus();
 }
@@ -224,8 +234,8 @@ absl::StatusOr<std::string> CanonicalUuid(absl::string_view field, absl::string_
     valid = hyphen_position ? value[i] == '-' : absl::ascii_isxdigit(static_cast<unsigned char>(value[i]));
   }
   if (!valid) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, " must be a UUID of 36 characters, such as 7f9c24e5-3b1a-4c8e-9d2f-0a6b5c4d3e21"));
+    return InvalidFieldError(
+        field, absl::StrCat(field, " must be a UUID of 36 characters, such as 7f9c24e5-3b1a-4c8e-9d2f-0a6b5c4d3e21"));
   }
   return absl::AsciiStrToLower(value);
 }
@@ -243,19 +253,19 @@ absl::Status ValidateResource(const ModuleSchema& schema, const Message& resourc
         if (absl::Status status = ValidateString(column, value); !status.ok()) return status;
         if (column.reference_module_field != nullptr &&
             value.empty() != (reflection->GetEnumValue(resource, column.reference_module_field) == 0)) {
-          return absl::InvalidArgumentError(absl::StrCat(column.reference_module_field->name(), " and ",
-                                                         field->name(), " must be set together"));
+          return InvalidFieldError(field->name(), absl::StrCat(column.reference_module_field->name(), " and ",
+                                                               field->name(), " must be set together"));
         }
         break;
       }
       case FieldKind::kEnum: {
         int number = reflection->GetEnumValue(resource, field);
         if (field->enum_type()->FindValueByNumber(number) == nullptr) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(field->name(), " has no ", field->enum_type()->name(), " value ", number));
+          return InvalidFieldError(field->name(),
+                                   absl::StrCat(field->name(), " has no ", field->enum_type()->name(), " value ", number));
         }
         if (column.rules.required() && number == 0) {
-          return absl::InvalidArgumentError(absl::StrCat(field->name(), " is required"));
+          return InvalidFieldError(field->name(), absl::StrCat(field->name(), " is required"));
         }
         break;
       }
@@ -266,8 +276,8 @@ absl::Status ValidateResource(const ModuleSchema& schema, const Message& resourc
         const auto& timestamp =
             static_cast<const google::protobuf::Timestamp&>(reflection->GetMessage(resource, field));
         if (!IsStorableTime(timestamp.seconds()) || timestamp.nanos() < 0 || timestamp.nanos() > 999999999) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(field->name(), " must lie between 1000-01-01 and 9999-12-31 UTC"));
+          return InvalidFieldError(field->name(),
+                                   absl::StrCat(field->name(), " must lie between 1000-01-01 and 9999-12-31 UTC"));
         }
         break;
       }

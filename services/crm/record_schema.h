@@ -75,6 +75,11 @@ const ModuleSchema* SchemaForModule(crm::auth::v1::Module module);
 // cannot silently lose data.
 const std::vector<ModuleSchema>& AllModuleSchemas();
 
+// The request field that holds a record of `schema` in Create and Update
+// requests and in ConvertLeadRequest: the resource name in snake_case, such
+// as "lead". Error metadata uses it as the resource type.
+std::string RecordFieldName(const ModuleSchema& schema);
+
 // Checks every stored field of `resource` against its rules: required
 // fields set, text valid and within its maximum length, formats, defined
 // enum values, timestamps within the range DATETIME stores, and a

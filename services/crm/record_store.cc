@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/error_details.h"
 #include "common/mysql_pool.h"
 #include "services/crm/filter.h"
 #include "services/crm/list_query.h"
@@ -29,13 +30,23 @@ const FieldDescriptor* Field(const Message& message, absl::string_view name) {
   return message.GetDescriptor()->FindFieldByName(std::string(name));
 }
 
+// Puts the request field that contains the record before the field
+// violations of `status`, whose paths are relative to the record.
+absl::Status InRecordField(const ModuleSchema& schema, absl::Status status) {
+  return PrefixFieldViolations(std::move(status), RecordFieldName(schema));
+}
+
 absl::Status NotFound(const ModuleSchema& schema, absl::string_view id) {
-  return absl::NotFoundError(absl::StrCat(schema.resource->name(), " ", id, " not found"));
+  return WithErrorInfo(absl::NotFoundError(absl::StrCat(schema.resource->name(), " ", id, " not found")),
+                       ErrorReason::kResourceNotFound,
+                       {{"resource_type", RecordFieldName(schema)}, {"resource_id", std::string(id)}});
 }
 
 absl::Status StaleEtag(const ModuleSchema& schema, absl::string_view id) {
-  return absl::AbortedError(absl::StrCat(schema.resource->name(), " ", id,
-                                         " changed since the etag was read; read it again and retry"));
+  return WithErrorInfo(absl::AbortedError(absl::StrCat(schema.resource->name(), " ", id,
+                                                       " changed since the etag was read; read it again and retry")),
+                       ErrorReason::kEtagMismatch,
+                       {{"resource_type", RecordFieldName(schema)}, {"resource_id", std::string(id)}});
 }
 
 // Parses a non-empty etag; an empty one yields std::nullopt (no check).
@@ -46,11 +57,14 @@ absl::StatusOr<std::optional<uint64_t>> ParseOptionalEtag(absl::string_view etag
   return std::optional<uint64_t>(*revision);
 }
 
-// Prefixes a validation error with the record it concerns, for calls that
-// write several records.
+// Prefixes a validation error's message with the record it concerns, for
+// calls that write several records, and keeps its details.
 absl::Status InRecord(absl::string_view record, absl::Status status) {
   if (status.ok()) return status;
-  return absl::Status(status.code(), absl::StrCat(record, ": ", status.message()));
+  absl::Status prefixed(status.code(), absl::StrCat(record, ": ", status.message()));
+  status.ForEachPayload(
+      [&](absl::string_view type_url, const absl::Cord& payload) { prefixed.SetPayload(type_url, payload); });
+  return prefixed;
 }
 
 // The writable fields an update changes: the mask's paths, or every field
@@ -67,15 +81,16 @@ absl::Status FieldsToUpdate(const ModuleSchema& schema, const Message& patch,
   for (const std::string& path : mask.paths()) {
     const FieldDescriptor* field = schema.resource->FindFieldByName(path);
     if (field == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("update_mask path ", path, " is not a field of ", schema.resource->name()));
+      return InvalidFieldError("update_mask.paths", absl::StrCat("update_mask path ", path, " is not a field of ",
+                                                                 schema.resource->name()));
     }
     const ColumnField* column = schema.FindColumn(path);
     if (column == nullptr || column->rules.output_only()) {
-      return absl::InvalidArgumentError(absl::StrCat("update_mask path ", path, " is output only"));
+      return InvalidFieldError("update_mask.paths", absl::StrCat("update_mask path ", path, " is output only"));
     }
     if (column->rules.immutable()) {
-      return absl::InvalidArgumentError(absl::StrCat("update_mask path ", path, " is immutable: it is set on create"));
+      return InvalidFieldError("update_mask.paths",
+                               absl::StrCat("update_mask path ", path, " is immutable: it is set on create"));
     }
     fields->push_back(column);
   }
@@ -150,13 +165,18 @@ absl::Status InsertRecord(sql::Connection& connection, const ModuleSchema& schem
   uint64_t id = 0;
   if (returning) {
     std::unique_ptr<sql::ResultSet> row(insert.executeQuery());
-    if (!row->next()) return absl::InternalError("INSERT ... RETURNING id returned no row");
+    if (!row->next()) {
+      return WithErrorInfo(absl::InternalError("INSERT ... RETURNING id returned no row"),
+                           ErrorReason::kInternalError);
+    }
     id = row->getUInt64(1);
   } else {
     insert.executeUpdate();
     std::unique_ptr<sql::Statement> query(connection.createStatement());
     std::unique_ptr<sql::ResultSet> last(query->executeQuery("SELECT LAST_INSERT_ID()"));
-    if (!last->next()) return absl::InternalError("LAST_INSERT_ID() returned no row");
+    if (!last->next()) {
+      return WithErrorInfo(absl::InternalError("LAST_INSERT_ID() returned no row"), ErrorReason::kInternalError);
+    }
     id = last->getUInt64(1);
   }
 
@@ -197,9 +217,9 @@ absl::Status WriteRecord(sql::Connection& connection, const ModuleSchema& schema
 absl::Status CreateInTransaction(sql::Connection& connection, const ModuleSchema& schema, uint64_t organization_id,
                                  absl::Time now, bool returning, Message* resource) {
   ApplyCreateDefaults(schema, resource);
-  if (absl::Status status = ValidateResource(schema, *resource); !status.ok()) return status;
+  if (absl::Status status = ValidateResource(schema, *resource); !status.ok()) return InRecordField(schema, status);
   if (absl::Status status = CheckReferences(connection, schema, organization_id, *resource, nullptr); !status.ok()) {
-    return status;
+    return InRecordField(schema, status);
   }
   return InsertRecord(connection, schema, organization_id, now, returning, resource);
 }
@@ -231,7 +251,7 @@ absl::Status RecordStore::Create(const ModuleSchema& schema, uint64_t organizati
   }
   // Validate before the transaction so that bad input costs no round trip.
   ApplyCreateDefaults(schema, resource);
-  if (absl::Status status = ValidateResource(schema, *resource); !status.ok()) return status;
+  if (absl::Status status = ValidateResource(schema, *resource); !status.ok()) return InRecordField(schema, status);
   absl::Time now = Now();
   std::string operation = absl::StrCat("Create ", schema.resource->name());
 
@@ -266,8 +286,13 @@ absl::Status RecordStore::Create(const ModuleSchema& schema, uint64_t organizati
       if (earlier_id != 0) {
         absl::Status status = LockRecord(connection, schema, organization_id, earlier_id, resource);
         if (absl::IsNotFound(status)) {
-          return absl::NotFoundError(absl::StrCat(schema.resource->name(), " ", earlier_id, " created for request_id ",
-                                                  canonical_request_id, " has since been deleted"));
+          return WithErrorInfo(
+              absl::NotFoundError(absl::StrCat(schema.resource->name(), " ", earlier_id, " created for request_id ",
+                                               canonical_request_id, " has since been deleted")),
+              ErrorReason::kResourceNotFound,
+              {{"resource_type", RecordFieldName(schema)},
+               {"resource_id", absl::StrCat(earlier_id)},
+               {"request_id", canonical_request_id}});
         }
         return status;
       }
@@ -311,7 +336,7 @@ absl::Status RecordStore::List(const ModuleSchema& schema, uint64_t organization
                                const ListParams& params, absl::FunctionRef<Message*()> add_record,
                                std::string* next_page_token) {
   int page_size = params.page_size;
-  if (page_size < 0) return absl::InvalidArgumentError("page_size must not be negative");
+  if (page_size < 0) return InvalidFieldError("page_size", "page_size must not be negative");
   if (page_size == 0) page_size = kDefaultPageSize;
   if (page_size > kMaxPageSize) page_size = kMaxPageSize;
 
@@ -369,10 +394,10 @@ absl::Status RecordStore::Update(const ModuleSchema& schema, uint64_t organizati
   const Reflection* patch_reflection = patch.GetReflection();
   const std::string id = patch_reflection->GetString(patch, Field(patch, kIdField));
   uint64_t record_id = 0;
-  if (absl::Status status = ParseRecordId("id", id, &record_id); !status.ok()) return status;
+  if (absl::Status status = ParseRecordId("id", id, &record_id); !status.ok()) return InRecordField(schema, status);
   absl::StatusOr<std::optional<uint64_t>> etag =
       ParseOptionalEtag(patch_reflection->GetString(patch, Field(patch, kEtagField)));
-  if (!etag.ok()) return etag.status();
+  if (!etag.ok()) return InRecordField(schema, etag.status());
   std::vector<const ColumnField*> fields;
   if (absl::Status status = FieldsToUpdate(schema, patch, mask, &fields); !status.ok()) return status;
 
@@ -388,15 +413,16 @@ absl::Status RecordStore::Update(const ModuleSchema& schema, uint64_t organizati
       // Only an empty mask reaches here with an immutable field; it may
       // repeat the stored value but not change it.
       if (column->rules.immutable() && ColumnValue(*column, patch) != ColumnValue(*column, *previous)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(column->field->name(), " is immutable: it cannot change after create"));
+        return InRecordField(schema, InvalidFieldError(column->field->name(),
+                                                       absl::StrCat(column->field->name(),
+                                                                    " is immutable: it cannot change after create")));
       }
       CopyField(column->field, patch, out);
     }
-    if (absl::Status status = ValidateResource(schema, *out); !status.ok()) return status;
+    if (absl::Status status = ValidateResource(schema, *out); !status.ok()) return InRecordField(schema, status);
     if (absl::Status status = CheckReferences(connection, schema, organization_id, *out, previous.get());
         !status.ok()) {
-      return status;
+      return InRecordField(schema, status);
     }
     return WriteRecord(connection, schema, organization_id, Now(), out);
   });
@@ -451,7 +477,9 @@ absl::Status RecordStore::ConvertLead(uint64_t organization_id, const crm::data:
     }
     if (absl::Status status = CheckEtag(leads, lead, *etag); !status.ok()) return status;
     if (lead.status() == crm::data::v1::LEAD_STATUS_CONVERTED) {
-      return absl::FailedPreconditionError(absl::StrCat("Lead ", lead_id, " is already converted"));
+      return WithErrorInfo(absl::FailedPreconditionError(absl::StrCat("Lead ", lead_id, " is already converted")),
+                           ErrorReason::kLeadAlreadyConverted,
+                           {{"resource_type", "lead"}, {"resource_id", absl::StrCat(lead_id)}});
     }
 
     crm::data::v1::Account& account = *response->mutable_account();

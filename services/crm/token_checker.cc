@@ -4,6 +4,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/error_details.h"
+#include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/token.h"
 
@@ -22,10 +24,12 @@ absl::StatusOr<Claims> ClaimsFromResponse(const crm::auth::v1::CheckTokenRespons
   Claims claims;
   if (!absl::SimpleAtoi(response.organization_id(), &claims.organization_id) ||
       !absl::SimpleAtoi(response.app_id(), &claims.app_id)) {
-    return absl::InternalError("auth service returned malformed ids");
+    return WithErrorInfo(absl::InternalError("auth service returned malformed ids"), ErrorReason::kInternalError);
   }
   absl::StatusOr<ScopeMask> scopes = ScopeMaskFromProto(response.scopes());
-  if (!scopes.ok()) return absl::InternalError("auth service returned invalid scopes");
+  if (!scopes.ok()) {
+    return WithErrorInfo(absl::InternalError("auth service returned invalid scopes"), ErrorReason::kInternalError);
+  }
   claims.scopes = *scopes;
   claims.invalidation_sequence = response.invalidation_sequence();
   if (!response.token_id().empty() && !absl::SimpleAtoi(response.token_id(), &claims.token_id)) {
@@ -59,14 +63,22 @@ void RemoteTokenChecker::Check(const std::string& token, absl::Time deadline, Ca
                                  pending->done(ClaimsFromResponse(pending->response));
                                  return;
                                }
+                               // The auth server's reason (TOKEN_INVALID, TOKEN_REVOKED, ...)
+                               // reaches the CRM caller unchanged.
                                if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
-                                 pending->done(absl::UnauthenticatedError(status.error_message()));
+                                 absl::Status rejected = FromGrpcStatus(status);
+                                 if (GetErrorReason(rejected).empty()) {
+                                   rejected = WithErrorInfo(std::move(rejected), ErrorReason::kTokenInvalid);
+                                 }
+                                 pending->done(std::move(rejected));
                                  return;
                                }
                                spdlog::warn("token check failed: auth service returned {} ({})",
                                             static_cast<int>(status.error_code()), status.error_message());
-                               pending->done(absl::UnavailableError(
-                                   "cannot verify the access token: auth service unavailable; retry later"));
+                               pending->done(WithErrorInfo(
+                                   absl::UnavailableError(
+                                       "cannot verify the access token: auth service unavailable; retry later"),
+                                   ErrorReason::kAuthUnavailable));
                              });
 }
 

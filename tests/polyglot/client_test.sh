@@ -6,7 +6,9 @@
 #
 # CLIENT is one of:
 #   python    the README walkthrough through stubs that protoc generates from
-#             proto/ into BUILD_DIR/polyglot/python-generated (python_client.py)
+#             proto/ into BUILD_DIR/polyglot/python-generated, with the error
+#             details read through google/rpc messages generated from the npm
+#             package google-proto-files (python_client.py)
 #   node      the README walkthrough through @grpc/grpc-js (node_client.js)
 #   buf-curl  server reflection: list both servers' services, then CRM calls
 #             with JSON bodies and a token header
@@ -65,6 +67,13 @@ generate_python() {
   if ! (cd "$root" && /usr/bin/protoc -I proto --python_out="$python_out" --grpc_out="$python_out" \
     --plugin=protoc-gen-grpc=/usr/bin/grpc_python_plugin $(cd proto && find crm -name '*.proto' | sort)); then
     echo "FAIL: protoc could not generate the Python code from proto/"
+    exit 1
+  fi
+  # The installed protobuf's include folder comes first, so imports of the
+  # well-known types resolve to the files python3-protobuf was built from.
+  if ! /usr/bin/protoc -I /usr/include -I "$root/tools/node_modules/google-proto-files" \
+    --python_out="$python_out" google/rpc/status.proto google/rpc/error_details.proto; then
+    echo "FAIL: protoc could not generate the Python code of google/rpc from tools/node_modules/google-proto-files"
     exit 1
   fi
 }
@@ -142,6 +151,18 @@ run_buf_curl() {
   # token's doing.
   output=$(buf_curl -d "{\"id\": \"$lead_id\"}" "$crm/crm.data.v1.CrmService/GetLead" 2>&1)
   expect_json "$output" .code unauthenticated "GetLead through buf curl without a token header"
+  # buf curl prints each detail's type and its bytes in base64, which
+  # protoc decodes with the google-proto-files schema (docs/clients.md).
+  expect_json "$output" '.details[0].type' google.rpc.ErrorInfo "buf curl shows the ErrorInfo detail"
+  local decoded
+  decoded=$(jq -r '.details[0].value' <<<"$output" 2>/dev/null | base64 -d 2>/dev/null |
+    /usr/bin/protoc -I /usr/include -I "$root/tools/node_modules/google-proto-files" \
+      --decode=google.rpc.ErrorInfo google/rpc/error_details.proto 2>&1)
+  if grep -qx 'reason: "TOKEN_MISSING"' <<<"$decoded" && grep -qx 'domain: "data.crm.example"' <<<"$decoded"; then
+    pass "the ErrorInfo that buf curl prints decodes to TOKEN_MISSING in data.crm.example"
+  else
+    fail "the ErrorInfo that buf curl prints does not decode to TOKEN_MISSING in data.crm.example: $decoded"
+  fi
 }
 
 run_health() {

@@ -6,10 +6,15 @@ python3-protobuf match the servers' gRPC 1.51 and protobuf 3.21):
 
   python_client.py --generated DIR --auth HOST:PORT --crm HOST:PORT --crmctl PATH
 
-DIR contains the output of protoc --python_out and --grpc_out for proto/. PATH
-is tools/crmctl.sh, which reaches the database through RUN_STATE_DIR and
-RUN_BUILD_DIR. Every step checks its result; the script stops at the first
-step that fails and exits 1.
+DIR contains the output of protoc --python_out and --grpc_out for proto/, and
+of protoc --python_out for google/rpc/status.proto and error_details.proto
+from the npm package google-proto-files. PATH is tools/crmctl.sh, which
+reaches the database through RUN_STATE_DIR and RUN_BUILD_DIR. Every step
+checks its result; the script stops at the first step that fails and exits 1.
+
+Error details are read as grpc_status.rpc_status.from_call would read them,
+from the grpc-status-details-bin trailer, because Debian 12 packages no
+grpc_status module (pip's grpcio-status).
 """
 
 import argparse
@@ -47,6 +52,38 @@ def expect_rpc_error(call, expected_code, description):
                f"{description}: expected {expected_code.name}, got {error.code().name}: {error.details()}")
         return error
     raise StepFailed(f"{description}: expected {expected_code.name}, but the call succeeded")
+
+
+def error_details(error):
+    """Return (google.rpc.Status, ErrorInfo or None, BadRequest or None) of a failed call."""
+    from google.rpc import error_details_pb2, status_pb2 as rpc_status_pb2
+
+    trailer = [value for key, value in (error.trailing_metadata() or ())
+               if key == "grpc-status-details-bin"]
+    expect(len(trailer) == 1, f"the {error.code().name} error has no grpc-status-details-bin trailer")
+    rpc_status = rpc_status_pb2.Status.FromString(trailer[0])
+    expect(rpc_status.code == error.code().value[0],
+           f"google.rpc.Status has code {rpc_status.code}, the call {error.code().name}")
+    expect(rpc_status.message == error.details(),
+           f"google.rpc.Status has message {rpc_status.message!r}, the call {error.details()!r}")
+    info = bad_request = None
+    for detail in rpc_status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+    return rpc_status, info, bad_request
+
+
+def expect_error_info(error, reason, domain, description):
+    """Check the error's ErrorInfo reason and domain; return the ErrorInfo."""
+    _, info, _ = error_details(error)
+    expect(info is not None, f"{description}: the error details hold no ErrorInfo")
+    expect(info.reason == reason, f"{description}: expected reason {reason}, got {info.reason}")
+    expect(info.domain == domain, f"{description}: expected domain {domain}, got {info.domain}")
+    return info
 
 
 def describe_scopes(scope_pb2, scopes):
@@ -118,6 +155,22 @@ def run_walkthrough(args):
            "the token hint does not end with the token's last four characters")
     print(f"ok: CreatePrivateApp created app {app.id} with Lead Read and Lead Create")
 
+    # An app without a name is INVALID_ARGUMENT with a BadRequest naming the field.
+    invalid = expect_rpc_error(
+        lambda: apps.CreatePrivateApp(
+            private_app_pb2.CreatePrivateAppRequest(private_app=private_app_pb2.PrivateApp(scopes=[lead_read])),
+            metadata=bearer(admin_key), timeout=RPC_TIMEOUT_SECONDS),
+        grpc.StatusCode.INVALID_ARGUMENT, "CreatePrivateApp without a display name")
+    expect_error_info(invalid, "VALIDATION_FAILED", "auth.crm.example", "CreatePrivateApp without a display name")
+    _, _, bad_request = error_details(invalid)
+    expect(bad_request is not None, "CreatePrivateApp without a display name: no BadRequest in the details")
+    fields = [violation.field for violation in bad_request.field_violations]
+    expect(fields == ["private_app.display_name"],
+           f"CreatePrivateApp without a display name: field violations name {fields}")
+    expect(bad_request.field_violations[0].description != "",
+           "the field violation of private_app.display_name has no description")
+    print("ok: CreatePrivateApp without a name failed with a BadRequest naming private_app.display_name")
+
     # 3. Reveal the app's token.
     revealed = apps.GetAccessToken(private_app_pb2.GetAccessTokenRequest(id=app.id),
                                    metadata=bearer(admin_key), timeout=RPC_TIMEOUT_SECONDS)
@@ -147,7 +200,12 @@ def run_walkthrough(args):
         grpc.StatusCode.PERMISSION_DENIED, "ListContacts without Contact Read")
     expect("CONTACT:READ" in denied.details(),
            f"the denial does not name the missing scope CONTACT:READ: {denied.details()!r}")
-    print("ok: ListContacts failed with PERMISSION_DENIED naming CONTACT:READ")
+    info = expect_error_info(denied, "SCOPE_MISSING", "data.crm.example", "ListContacts without Contact Read")
+    expect(info.metadata.get("required_scopes") == "CONTACT:READ",
+           f"ErrorInfo metadata required_scopes is {info.metadata.get('required_scopes')!r}")
+    expect(info.metadata.get("method") == "crm.data.v1.CrmService.ListContacts",
+           f"ErrorInfo metadata method is {info.metadata.get('method')!r}")
+    print("ok: ListContacts failed with PERMISSION_DENIED and ErrorInfo SCOPE_MISSING naming CONTACT:READ")
 
     # 6. Rotate: the old token is rejected, the new one works.
     rotated = apps.RotateAccessToken(private_app_pb2.RotateAccessTokenRequest(id=app.id),
@@ -160,11 +218,12 @@ def run_walkthrough(args):
     # A CRM server that caches token checks rejects the old token once its
     # invalidation stream has delivered the rotation.
     wait_until_applied(crm_status, status_pb2, rotated.invalidation_sequence)
-    expect_rpc_error(
+    revoked = expect_rpc_error(
         lambda: crm.GetLead(crm_service_pb2.GetLeadRequest(id=lead.id),
                             metadata=bearer(token), timeout=RPC_TIMEOUT_SECONDS),
         grpc.StatusCode.UNAUTHENTICATED, "GetLead with the rotated-away token")
-    print("ok: GetLead with the old token failed with UNAUTHENTICATED")
+    expect_error_info(revoked, "TOKEN_REVOKED", "data.crm.example", "GetLead with the rotated-away token")
+    print("ok: GetLead with the old token failed with UNAUTHENTICATED and ErrorInfo TOKEN_REVOKED")
     refetched = crm.GetLead(crm_service_pb2.GetLeadRequest(id=lead.id),
                             metadata=bearer(new_token), timeout=RPC_TIMEOUT_SECONDS).lead
     expect(refetched == lead, "GetLead with the new token returned another lead")

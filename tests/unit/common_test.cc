@@ -84,12 +84,12 @@ TEST(Text, SurroundingSpace) {
 
 TEST(Text, ParseBearer) {
   absl::string_view credential;
-  EXPECT_TRUE(ParseBearer("Bearer abc", &credential).ok());
+  EXPECT_TRUE(ParseBearer("Bearer abc", TokenKind::kAppToken, &credential).ok());
   EXPECT_EQ(credential, "abc");
-  EXPECT_TRUE(ParseBearer("bearer abc", &credential).ok());
-  EXPECT_EQ(ParseBearer("", &credential).code(), absl::StatusCode::kUnauthenticated);
-  EXPECT_EQ(ParseBearer("Basic abc", &credential).code(), absl::StatusCode::kUnauthenticated);
-  EXPECT_EQ(ParseBearer("Bearer ", &credential).code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_TRUE(ParseBearer("bearer abc", TokenKind::kAppToken, &credential).ok());
+  EXPECT_EQ(ParseBearer("", TokenKind::kAppToken, &credential).code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(ParseBearer("Basic abc", TokenKind::kAppToken, &credential).code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(ParseBearer("Bearer ", TokenKind::kAppToken, &credential).code(), absl::StatusCode::kUnauthenticated);
 }
 
 TEST(Scopes, MaskRoundTrip) {
