@@ -7,12 +7,14 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <thread>
 
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "common/logging.h"
 
@@ -65,6 +67,15 @@ void WaitForShutdownSignal() {
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   spdlog::info("received {}; stopping", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+void ExitAfter(absl::Duration limit) {
+  std::thread([limit] {
+    absl::SleepFor(limit);
+    spdlog::error("shutdown did not finish within {}; exiting now", absl::FormatDuration(limit));
+    spdlog::default_logger()->flush();
+    std::_Exit(1);
+  }).detach();
 }
 
 void EnableHealthAndReflection() {

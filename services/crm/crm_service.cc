@@ -2,6 +2,7 @@
 
 #include <grpcpp/support/proto_buffer_reader.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 
@@ -132,8 +133,9 @@ absl::StatusOr<MethodSpec> SpecForMethod(const MethodDescriptor* method) {
   return absl::InvalidArgumentError(absl::StrCat(method->full_name(), " is neither a standard nor a known custom method"));
 }
 
-CrmServiceImpl::CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers)
-    : store_(store), token_checker_(token_checker), workers_(workers) {
+CrmServiceImpl::CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
+                               absl::Duration max_call_duration)
+    : store_(store), token_checker_(token_checker), workers_(workers), max_call_duration_(max_call_duration) {
   const google::protobuf::ServiceDescriptor* service =
       crm::data::v1::CreateLeadRequest::descriptor()->file()->FindServiceByName("CrmService");
   specs_.reserve(service->method_count());
@@ -165,7 +167,9 @@ grpc::ServerUnaryReactor* CrmServiceImpl::Handle(const MethodSpec& spec, grpc::C
   call->request_bytes = request;
   call->response_bytes = response;
   call->start = absl::Now();
-  call->deadline = absl::FromChrono(context->deadline());
+  // A call without a deadline, or with a longer one, gets max_call_duration_,
+  // so a stuck database cannot hold it and its worker forever.
+  call->deadline = std::min(absl::FromChrono(context->deadline()), call->start + max_call_duration_);
 
   std::string token;
   auto header = context->client_metadata().find("authorization");
@@ -227,6 +231,7 @@ void CrmServiceImpl::Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims
       call->Finish(absl::DeadlineExceededError("deadline passed while the call waited for a worker"));
       return;
     }
+    DatabaseDeadlineScope database_deadline(call->deadline);
     call->Finish(Execute(*call));
   });
   if (!queued) {

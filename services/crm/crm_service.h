@@ -50,7 +50,10 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
  public:
   // Aborts when a method's spec cannot be built, so a proto change that
   // omits a scope cannot start serving.
-  CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers);
+  // A call's deadline is its own or `max_call_duration` after it arrived,
+  // whichever is sooner; its database statements end by then.
+  CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
+                 absl::Duration max_call_duration = absl::Seconds(30));
 
  private:
   struct Call;
@@ -63,6 +66,7 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
   RecordStore* const store_;
   TokenChecker* const token_checker_;
   WorkerPool* const workers_;
+  const absl::Duration max_call_duration_;
   std::vector<MethodSpec> specs_;
 };
 
