@@ -673,7 +673,8 @@ TEST_F(SigtermTest, AuthServerDrainsOnSigterm) {
   // Each thread fills organizations of its own, 20 apps each.
   std::vector<std::vector<std::string>> admin_keys(kThreads);
   for (int thread = 0; thread < kThreads; ++thread) {
-    for (int i = 0; i < 25; ++i) admin_keys[thread].push_back(stack_->NewOrganization());
+    // Room for 1,200 apps per thread, far more than 500 ms of load creates.
+    for (int i = 0; i < 60; ++i) admin_keys[thread].push_back(stack_->NewOrganization());
   }
   MysqlOptions database = stack_->auth_database_options();
   ServerProcess server;
@@ -695,7 +696,7 @@ TEST_F(SigtermTest, AuthServerDrainsOnSigterm) {
     log.Record(start, status.error_code(), response.private_app().id());
     if (status.ok()) ++created[thread];
   });
-  absl::SleepFor(absl::Seconds(1));
+  absl::SleepFor(absl::Milliseconds(500));
 
   TableLock lock(database, "private_apps");
   ASSERT_TRUE(WaitFor([&] { return SessionsWaitingForTableLock(stack_->auth_pool(), database.database) == kThreads; },
