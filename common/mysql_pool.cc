@@ -7,6 +7,7 @@
 #include <cppconn/statement.h>
 #include <mysql_driver.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -15,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/error_details.h"
+#include "absl/strings/str_format.h"
 #include "common/logging.h"
 
 namespace crm {
@@ -38,6 +40,25 @@ constexpr int kTransactionAttempts = 3;
 bool IsConnectionLost(int code) {
   return code == kErrorServerGone || code == kErrorServerLost || code == kErrorServerLostExtended ||
          code == kErrorConnectFailed || code == kErrorConnectHostFailed;
+}
+
+// Deadline of the innermost DatabaseDeadlineScope on this thread.
+thread_local absl::Time current_deadline = absl::InfiniteFuture();
+
+// Sets the session's max_statement_time to the time left until `deadline`,
+// or clears a limit that an earlier lease set when there is no deadline.
+void LimitStatementTime(sql::Connection& connection, absl::Time deadline, bool* limited) {
+  if (deadline == absl::InfiniteFuture() && !*limited) return;
+  std::unique_ptr<sql::Statement> statement(connection.createStatement());
+  if (deadline == absl::InfiniteFuture()) {
+    statement->execute("SET SESSION max_statement_time = 0");
+    *limited = false;
+    return;
+  }
+  // 0 would mean no limit, so the shortest limit is one millisecond.
+  double seconds = std::max(0.001, absl::ToDoubleSeconds(deadline - absl::Now()));
+  statement->execute(absl::StrFormat("SET SESSION max_statement_time = %.3f", seconds));
+  *limited = true;
 }
 
 }  // namespace
@@ -93,6 +114,14 @@ sql::PreparedStatement& PrepareCached(sql::Connection& connection, const std::st
   }
   return prepared;
 }
+
+DatabaseDeadlineScope::DatabaseDeadlineScope(absl::Time deadline) : previous_(current_deadline) {
+  current_deadline = deadline;
+}
+
+DatabaseDeadlineScope::~DatabaseDeadlineScope() { current_deadline = previous_; }
+
+absl::Time DatabaseDeadlineScope::Current() { return current_deadline; }
 
 absl::Status StatusFromSqlException(const sql::SQLException& error, absl::string_view operation) {
   int code = error.getErrorCode();
@@ -185,13 +214,17 @@ absl::StatusOr<std::unique_ptr<sql::Connection>> MysqlPool::Connect() {
   }
 }
 
-absl::StatusOr<MysqlPool::Slot> MysqlPool::Acquire() {
+absl::StatusOr<MysqlPool::Slot> MysqlPool::Acquire(absl::Time deadline) {
   {
     absl::MutexLock lock(&mu_);
     auto can_proceed = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return !idle_.empty() || open_ < options_.pool_size;
     };
-    if (!mu_.AwaitWithTimeout(absl::Condition(&can_proceed), options_.acquire_timeout)) {
+    if (!mu_.AwaitWithTimeout(absl::Condition(&can_proceed),
+                              std::min(options_.acquire_timeout, deadline - absl::Now()))) {
+      if (absl::Now() >= deadline) {
+        return absl::DeadlineExceededError("no free database connection before the call's deadline");
+      }
       return WithErrorInfo(absl::UnavailableError(absl::StrCat("no free database connection within ",
                                                                absl::FormatDuration(options_.acquire_timeout))),
                            ErrorReason::kDatabaseUnavailable);
@@ -199,9 +232,10 @@ absl::StatusOr<MysqlPool::Slot> MysqlPool::Acquire() {
     if (!idle_.empty()) {
       Slot slot = std::move(idle_.back());
       idle_.pop_back();
+      bool used_before_loss = slot.last_used <= last_connection_loss_;
       mu_.Unlock();
       bool valid = true;
-      if (absl::Now() - slot.last_used > options_.validate_after_idle) {
+      if (used_before_loss || absl::Now() - slot.last_used > options_.validate_after_idle) {
         try {
           valid = slot.connection->isValid();
         } catch (const sql::SQLException&) {
@@ -229,17 +263,45 @@ void MysqlPool::Release(Slot slot, bool broken) {
   absl::MutexLock lock(&mu_);
   if (broken) {
     --open_;
+    last_connection_loss_ = absl::Now();
     return;
   }
   slot.last_used = absl::Now();
   idle_.push_back(std::move(slot));
 }
 
+absl::StatusOr<MysqlPool::Slot> MysqlPool::AcquirePrepared(absl::string_view operation, absl::Time deadline,
+                                                          bool transaction) {
+  absl::Status status;
+  // After a database restart every idle connection may be dead, so the
+  // attempts cover the whole pool and one new connection.
+  for (int attempt = 0; attempt <= options_.pool_size; ++attempt) {
+    absl::StatusOr<Slot> slot = Acquire(deadline);
+    if (!slot.ok()) return slot.status();
+    try {
+      LimitStatementTime(*slot->connection, deadline, &slot->statement_time_limited);
+      if (transaction) slot->statements->Execute("START TRANSACTION");
+      return slot;
+    } catch (const sql::SQLException& error) {
+      status = StatusFromSqlException(error, operation);
+      // The session's state is unknown, so the connection is closed.
+      Release(*std::move(slot), /*broken=*/true);
+      if (!IsConnectionLost(error.getErrorCode())) return status;
+      spdlog::info("{}: replacing a database connection that was lost while idle", operation);
+    }
+  }
+  return status;
+}
+
 absl::Status MysqlPool::RunOnce(absl::string_view operation, bool transaction,
                                 absl::FunctionRef<absl::Status(sql::Connection&)> body,
                                 bool* conflict) {
   *conflict = false;
-  absl::StatusOr<Slot> slot = Acquire();
+  absl::Time deadline = DatabaseDeadlineScope::Current();
+  if (absl::Now() >= deadline) {
+    return absl::DeadlineExceededError(absl::StrCat(operation, " not started: the call's deadline has passed"));
+  }
+  absl::StatusOr<Slot> slot = AcquirePrepared(operation, deadline, transaction);
   if (!slot.ok()) return slot.status();
   sql::Connection& connection = *slot->connection;
   StatementCache& statements = *slot->statements;
@@ -252,9 +314,11 @@ absl::Status MysqlPool::RunOnce(absl::string_view operation, bool transaction,
   bool broken = false;
   absl::Status status;
   // The connection stays in autocommit mode. An explicit transaction costs
-  // two round trips (START TRANSACTION, COMMIT) instead of three.
+  // two round trips (START TRANSACTION, COMMIT) instead of three. The
+  // statements also raise errors, which the connector's commit(),
+  // rollback() and setAutoCommit() ignore (Connector/C++ 1.1.12): a COMMIT
+  // lost with its connection must fail the call, not report a stored write.
   try {
-    if (transaction) statements.Execute("START TRANSACTION");
     status = body(connection);
     if (transaction) statements.Execute(status.ok() ? "COMMIT" : "ROLLBACK");
   } catch (const sql::SQLException& error) {

@@ -9,6 +9,20 @@
 // Each connection keeps the statements prepared through PrepareCached, so a
 // repeated query costs one round trip instead of three (prepare, execute,
 // close).
+//
+// After a lost connection, the idle connections last used before that loss
+// are pinged before their next lease. A connection found lost while its
+// session is set up, before the caller's statements run, is replaced at
+// once. So after a database restart, transactions and calls with a deadline
+// do not fail on stale connections, and other calls fail only until one of
+// them has found a connection lost.
+//
+// A caller can bound the database work of the current thread with
+// DatabaseDeadlineScope. The pool then waits for a free connection only
+// until the deadline and sets MariaDB's max_statement_time on the session,
+// so a statement blocked on a lock ends at the caller's deadline instead of
+// keeping a connection and a worker thread busy.
+//
 // Create() must run in main() before other threads use the driver, because
 // the driver's initialisation is not thread-safe.
 #ifndef CRM_COMMON_MYSQL_POOL_H_
@@ -52,6 +66,29 @@ struct MysqlOptions {
   absl::Duration acquire_timeout = absl::Seconds(5);
   // A connection idle for longer is pinged before it is leased again.
   absl::Duration validate_after_idle = absl::Seconds(30);
+};
+
+// Bounds the database work that the current thread runs through any
+// MysqlPool while the scope lives. A Run that starts after `deadline`, or
+// cannot lease a connection before it, fails with DEADLINE_EXCEEDED. Each
+// statement is interrupted by the server (MariaDB error 1969, also
+// DEADLINE_EXCEEDED) once the time left at the start of the Run has passed.
+// The limit is per statement, so a transaction of several statements may run
+// past the deadline by the time its later statements take. Scopes nest; the
+// innermost deadline applies.
+class DatabaseDeadlineScope {
+ public:
+  explicit DatabaseDeadlineScope(absl::Time deadline);
+  ~DatabaseDeadlineScope();
+  DatabaseDeadlineScope(const DatabaseDeadlineScope&) = delete;
+  DatabaseDeadlineScope& operator=(const DatabaseDeadlineScope&) = delete;
+
+  // The deadline of the innermost scope on this thread, or
+  // absl::InfiniteFuture() outside every scope.
+  static absl::Time Current();
+
+ private:
+  absl::Time previous_;
 };
 
 // Maps a connector exception to a canonical status. `operation` names what
@@ -122,12 +159,19 @@ class MysqlPool {
     std::unique_ptr<sql::Connection> connection;
     absl::Time last_used;
     std::unique_ptr<StatementCache> statements;
+    // Whether the session has a max_statement_time set by a deadline.
+    bool statement_time_limited = false;
   };
 
   MysqlPool(const MysqlOptions& options, sql::Driver* driver);
 
   absl::StatusOr<std::unique_ptr<sql::Connection>> Connect();
-  absl::StatusOr<Slot> Acquire();
+  absl::StatusOr<Slot> Acquire(absl::Time deadline);
+  // Leases a connection and sets up its session: the statement time limit
+  // of `deadline` and, for a transaction, START TRANSACTION. A connection found
+  // lost here is replaced and the setup repeated, which is safe because
+  // none of the caller's statements has run yet.
+  absl::StatusOr<Slot> AcquirePrepared(absl::string_view operation, absl::Time deadline, bool transaction);
   void Release(Slot slot, bool broken);
   // Sets *conflict when the connector reported a deadlock or lock wait
   // timeout, which a new attempt may not meet.
@@ -148,6 +192,9 @@ class MysqlPool {
   std::vector<Slot> idle_ ABSL_GUARDED_BY(mu_);
   // Connections leased out or idle; never above options_.pool_size.
   int open_ ABSL_GUARDED_BY(mu_) = 0;
+  // When a leased connection last reported a lost server. Idle connections
+  // last used before then may be dead too and are pinged before a lease.
+  absl::Time last_connection_loss_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 
   absl::Mutex probe_mu_;
   std::unique_ptr<sql::Connection> probe_connection_ ABSL_GUARDED_BY(probe_mu_);

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "absl/flags/parse.h"
 #include "absl/flags/commandlineflag.h"
@@ -20,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/types/optional.h"
+#include "absl/time/clock.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "common/logging.h"
 
@@ -171,6 +173,15 @@ void WaitForShutdownSignal() {
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   spdlog::info("received {}; stopping", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+void ExitAfter(absl::Duration limit) {
+  std::thread([limit] {
+    absl::SleepFor(limit);
+    spdlog::error("shutdown did not finish within {}; exiting now", absl::FormatDuration(limit));
+    spdlog::default_logger()->flush();
+    std::_Exit(1);
+  }).detach();
 }
 
 void EnableHealthAndReflection() {

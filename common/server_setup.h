@@ -62,6 +62,16 @@ void BlockShutdownSignals();
 // first (health probes, open streams).
 void WaitForShutdownSignal();
 
+// Time after the shutdown grace period at which ExitAfter ends a process
+// whose calls in flight are still running.
+inline constexpr absl::Duration kShutdownHardStopMargin = absl::Seconds(5);
+
+// Starts a thread that logs an error and ends the process with exit code 1
+// if it is still running `limit` from now. A shutdown calls it so that the
+// process exits in bounded time even when a call in flight is stuck, for
+// example on a database lock. Committed writes are not affected.
+void ExitAfter(absl::Duration limit);
+
 // Enables the grpc.health.v1 and server reflection services; call before
 // building any server.
 void EnableHealthAndReflection();

@@ -5,6 +5,7 @@
 #include <grpcpp/server_builder.h>
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iterator>
 #include <utility>
@@ -16,6 +17,7 @@
 #include "common/logging.h"
 #include "common/server_setup.h"
 #include "common/text.h"
+#include "services/auth/parse_error_interceptor.h"
 
 namespace crm::auth {
 namespace {
@@ -26,6 +28,10 @@ namespace {
 // caller receives the response. A slow or failing read delays the response
 // by at most this bound, and the entry is still streamed once it is read.
 constexpr absl::Duration kMaxPublishWait = absl::Milliseconds(200);
+
+// Deadline of calls that arrive without one, and the maximum of any call's
+// deadline; their database statements end by then.
+constexpr absl::Duration kMaxCallDuration = absl::Seconds(30);
 
 // Escapes backslashes, double quotes and control characters, so a message
 // that repeats request text stays on one log line and inside its quotes.
@@ -50,7 +56,10 @@ std::string EscapeForLog(absl::string_view text) {
 class CallLog {
  public:
   CallLog(absl::string_view method, const grpc::ServerContext& context)
-      : method_(method), peer_(context.peer()), start_(absl::Now()) {}
+      : method_(method),
+        peer_(context.peer()),
+        start_(absl::Now()),
+        database_deadline_(std::min(absl::FromChrono(context.deadline()), start_ + kMaxCallDuration)) {}
 
   void set_organization_id(uint64_t id) { organization_id_ = absl::StrCat(id); }
 
@@ -84,6 +93,8 @@ class CallLog {
   const absl::string_view method_;
   const std::string peer_;
   const absl::Time start_;
+  // Bounds the call's database work by its deadline while the call runs.
+  DatabaseDeadlineScope database_deadline_;
   std::string organization_id_ = "-";
   std::string app_id_ = "-";
 };
@@ -340,6 +351,9 @@ absl::StatusOr<std::unique_ptr<AuthServer>> AuthServer::Start(const AuthServerOp
   // port already in use and share its calls; a clash must fail instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<ParseErrorInterceptorFactory>());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(&auth_server->private_apps_);
   builder.RegisterService(&auth_server->tokens_);
   auth_server->server_ = builder.BuildAndStart();

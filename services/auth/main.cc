@@ -109,6 +109,7 @@ int main(int argc, char** argv) {
 
   crm::WaitForShutdownSignal();
   spdlog::info("draining calls for up to {}", absl::FormatDuration(kShutdownGrace));
+  crm::ExitAfter(kShutdownGrace + crm::kShutdownHardStopMargin);
   (*server)->Shutdown(kShutdownGrace);
   server->reset();
   spdlog::info("auth server stopped");

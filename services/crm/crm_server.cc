@@ -36,7 +36,7 @@ absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptio
   server->usage_->Start();
   server->workers_ = std::make_unique<WorkerPool>(options.worker_threads, options.max_queued_requests);
   server->service_ = std::make_unique<CrmServiceImpl>(server->store_.get(), checker, server->workers_.get(),
-                                                      server->usage_.get());
+                                                      server->usage_.get(), options.max_call_duration);
   server->status_service_ = std::make_unique<CrmStatusServiceImpl>(
       server->token_cache_.get(), server->watcher_.get(), server->caching_checker_.get());
 
@@ -46,6 +46,7 @@ absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptio
   interceptors.push_back(server->grpc_metrics_.NewInterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.RegisterService(server->service_.get());
   builder.RegisterService(server->status_service_.get());
   server->server_ = builder.BuildAndStart();

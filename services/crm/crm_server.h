@@ -36,6 +36,12 @@ struct CrmServerOptions {
   std::string auth_target = "127.0.0.1:50051";
   int worker_threads = 16;
   size_t max_queued_requests = 1024;
+  // Deadline given to calls that arrive without one, and upper bound of
+  // every call's deadline.
+  absl::Duration max_call_duration = absl::Seconds(30);
+  // Largest request message accepted; a larger one fails with
+  // RESOURCE_EXHAUSTED before it is read.
+  int max_receive_message_bytes = 4 * 1024 * 1024;
   // Cap on one remote token check, below the caller's own deadline.
   absl::Duration token_check_timeout = absl::Seconds(2);
   std::string page_token_key;

@@ -3,6 +3,7 @@
 #include <google/protobuf/util/time_util.h>
 #include <grpcpp/support/proto_buffer_reader.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 
@@ -167,8 +168,12 @@ absl::StatusOr<MethodSpec> SpecForMethod(const MethodDescriptor* method) {
 }
 
 CrmServiceImpl::CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
-                               TokenUsageRecorder* usage)
-    : store_(store), token_checker_(token_checker), workers_(workers), usage_(usage) {
+                               TokenUsageRecorder* usage, absl::Duration max_call_duration)
+    : store_(store),
+      token_checker_(token_checker),
+      workers_(workers),
+      usage_(usage),
+      max_call_duration_(max_call_duration) {
   const google::protobuf::ServiceDescriptor* service =
       crm::data::v1::CreateLeadRequest::descriptor()->file()->FindServiceByName("CrmService");
   specs_.reserve(service->method_count());
@@ -200,7 +205,9 @@ grpc::ServerUnaryReactor* CrmServiceImpl::Handle(const MethodSpec& spec, grpc::C
   call->request_bytes = request;
   call->response_bytes = response;
   call->start = absl::Now();
-  call->deadline = absl::FromChrono(context->deadline());
+  // A call without a deadline, or with a longer one, gets max_call_duration_,
+  // so a stuck database cannot hold it and its worker forever.
+  call->deadline = std::min(absl::FromChrono(context->deadline()), call->start + max_call_duration_);
 
   std::string token;
   auto header = context->client_metadata().find("authorization");
@@ -276,6 +283,7 @@ void CrmServiceImpl::Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims
                                  ErrorReason::kServerBusy));
       return;
     }
+    DatabaseDeadlineScope database_deadline(call->deadline);
     call->Finish(Execute(*call));
   });
   if (!queued) {

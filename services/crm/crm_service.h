@@ -57,9 +57,11 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
  public:
   // Aborts when a method's spec cannot be built, so a proto change that
   // omits a scope cannot start serving.
-  // `usage`, when not null, records every accepted token.
+  // `usage`, when not null, records every accepted token. A call's
+  // deadline is its own or `max_call_duration` after it arrived, whichever
+  // is sooner; its database statements end by then.
   CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
-                 TokenUsageRecorder* usage = nullptr);
+                 TokenUsageRecorder* usage = nullptr, absl::Duration max_call_duration = absl::Seconds(30));
 
  private:
   struct Call;
@@ -73,6 +75,7 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
   TokenChecker* const token_checker_;
   WorkerPool* const workers_;
   TokenUsageRecorder* const usage_;
+  const absl::Duration max_call_duration_;
   std::vector<MethodSpec> specs_;
 };
 

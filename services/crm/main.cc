@@ -18,7 +18,13 @@ ABSL_FLAG(std::string, auth_target, "127.0.0.1:50051",
           "gRPC target of the auth server, e.g. 127.0.0.1:50051 or dns:///auth:50051 (round robin)");
 ABSL_FLAG(int, worker_threads, 16, "Threads that run database work");
 ABSL_FLAG(int, max_queued_requests, 1024, "Calls that may wait for a worker before RESOURCE_EXHAUSTED");
-ABSL_FLAG(int, shutdown_grace_seconds, 10, "Seconds that calls in flight get to finish after SIGTERM");
+ABSL_FLAG(int, shutdown_grace_seconds, 10,
+          "Seconds that calls in flight get to finish after SIGTERM; the process exits at the latest "
+          "5 seconds after that");
+ABSL_FLAG(int, max_call_seconds, 30,
+          "Deadline in seconds for calls that arrive without one, and the maximum deadline of any call");
+ABSL_FLAG(int, max_receive_message_bytes, 4 * 1024 * 1024,
+          "Largest request message in bytes; a larger one fails with RESOURCE_EXHAUSTED");
 ABSL_FLAG(bool, token_cache, true,
           "Cache token checks while the invalidation stream is current; false checks every call with the "
           "auth server (for benchmarks)");
@@ -54,7 +60,10 @@ int main(int argc, char** argv) {
                             {"shutdown_grace_seconds", 0, 3600},
                             {"token_cache_max_entries", 0, 100000000},
                             {"token_cache_max_age_seconds", 1, 86400},
-                            {"invalidation_heartbeat_timeout_ms", 100, 600000}},
+                            {"invalidation_heartbeat_timeout_ms", 100, 600000},
+                            {"max_call_seconds", 1, 86400},
+                            {"max_receive_message_bytes", 1024, 1073741824},
+                            {"token_usage_flush_interval_seconds", 0, 86400}},
                            {"listen_host", "auth_target", "db_user"});
   crm::ConfigureLogging(absl::GetFlag(FLAGS_log_level));
   crm::LogEffectiveConfiguration("crm_server");
@@ -76,6 +85,8 @@ int main(int argc, char** argv) {
   options.auth_target = absl::GetFlag(FLAGS_auth_target);
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   options.max_queued_requests = static_cast<size_t>(absl::GetFlag(FLAGS_max_queued_requests));
+  options.max_call_duration = absl::Seconds(absl::GetFlag(FLAGS_max_call_seconds));
+  options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);
   options.page_token_key = secrets->page_token_key;
   options.token_cache_enabled = absl::GetFlag(FLAGS_token_cache);
   options.token_cache.max_entries = static_cast<size_t>(absl::GetFlag(FLAGS_token_cache_max_entries));
@@ -97,6 +108,7 @@ int main(int argc, char** argv) {
   crm::WaitForShutdownSignal();
   absl::Duration grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
   spdlog::info("draining calls for up to {}", absl::FormatDuration(grace));
+  crm::ExitAfter(grace + crm::kShutdownHardStopMargin);
   (*server)->Shutdown(grace);
   spdlog::info("crm server stopped");
   return 0;

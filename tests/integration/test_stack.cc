@@ -18,10 +18,9 @@
 namespace crm::testing {
 namespace {
 
-MysqlOptions DatabaseOptions(const std::string& database) {
+MysqlOptions DatabaseOptions(const std::string& socket, const std::string& database) {
   MysqlOptions options;
-  const char* socket = std::getenv("CRM_TEST_DB_SOCKET");
-  options.socket = socket == nullptr ? "" : socket;
+  options.socket = socket;
   options.user = "root";
   options.database = database;
   options.pool_size = 32;
@@ -39,17 +38,18 @@ absl::Status Execute(MysqlPool& pool, const std::string& sql) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& options) {
-  if (std::getenv("CRM_TEST_DB_SOCKET") == nullptr) {
+  if (options.db_socket.empty() && std::getenv("CRM_TEST_DB_SOCKET") == nullptr) {
     return absl::FailedPreconditionError(
         "CRM_TEST_DB_SOCKET is not set; run the integration tests through ctest, which starts MariaDB");
   }
   std::unique_ptr<TestStack> stack(new TestStack());
+  stack->db_socket_ = options.db_socket.empty() ? std::getenv("CRM_TEST_DB_SOCKET") : options.db_socket;
   static std::atomic<int> counter{0};
   std::string suffix = absl::StrCat(getpid(), "_", counter++);
   stack->auth_database_ = absl::StrCat("test_auth_", suffix);
   stack->data_database_ = absl::StrCat("test_data_", suffix);
 
-  absl::StatusOr<std::unique_ptr<MysqlPool>> root = MysqlPool::Create(DatabaseOptions(""));
+  absl::StatusOr<std::unique_ptr<MysqlPool>> root = MysqlPool::Create(DatabaseOptions(stack->db_socket_, ""));
   if (!root.ok()) return root.status();
   stack->root_pool_ = *std::move(root);
   for (const std::string& database : {stack->auth_database_, stack->data_database_}) {
@@ -59,10 +59,10 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
     }
   }
 
-  absl::StatusOr<std::unique_ptr<MysqlPool>> auth_pool = MysqlPool::Create(DatabaseOptions(stack->auth_database_));
+  absl::StatusOr<std::unique_ptr<MysqlPool>> auth_pool = MysqlPool::Create(stack->auth_database_options());
   if (!auth_pool.ok()) return auth_pool.status();
   stack->auth_pool_ = *std::move(auth_pool);
-  absl::StatusOr<std::unique_ptr<MysqlPool>> data_pool = MysqlPool::Create(DatabaseOptions(stack->data_database_));
+  absl::StatusOr<std::unique_ptr<MysqlPool>> data_pool = MysqlPool::Create(stack->data_database_options());
   if (!data_pool.ok()) return data_pool.status();
   stack->data_pool_ = *std::move(data_pool);
   if (absl::Status status =
@@ -93,6 +93,7 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
     auth_addresses.push_back(absl::StrCat("127.0.0.1:", (*auth_server)->port()));
     auto channel = grpc::CreateChannel(auth_addresses.back(), grpc::InsecureChannelCredentials());
     stack->apps_.push_back(crm::auth::v1::PrivateAppService::NewStub(channel));
+    if (i == 0) stack->generic_auth_ = std::make_unique<grpc::GenericStub>(channel);
     stack->auth_servers_.push_back(*std::move(auth_server));
   }
 
@@ -106,6 +107,7 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
     crm_options.invalidation_watcher.heartbeat_timeout = options.heartbeat_timeout;
     crm_options.token_usage_flush_interval = options.token_usage_flush_interval;
     if (options.metrics) crm_options.metrics_port = 0;
+    if (options.adjust_crm_options) options.adjust_crm_options(crm_options);
     absl::StatusOr<std::unique_ptr<crm::data::CrmServer>> crm_server =
         crm::data::CrmServer::Start(crm_options, stack->data_pool_.get());
     if (!crm_server.ok()) return crm_server.status();
@@ -155,6 +157,21 @@ crm::auth::v1::CreatePrivateAppResponse TestStack::NewApp(const std::string& adm
 void TestStack::StopAuthServer(size_t index, absl::Duration grace) { auth_servers_[index]->Shutdown(grace); }
 
 void TestStack::StopCrmServer(size_t index, absl::Duration grace) { crm_servers_[index]->Shutdown(grace); }
+void TestStack::RestartAuthServer(size_t index) {
+  int port = auth_servers_[index]->port();
+  auth_servers_[index].reset();
+  crm::auth::AuthServerOptions auth_options;
+  auth_options.listen_address = absl::StrCat("127.0.0.1:", port);
+  absl::StatusOr<std::unique_ptr<crm::auth::AuthServer>> auth_server =
+      crm::auth::AuthServer::Start(auth_options, auth_pool_.get(), secrets_);
+  ASSERT_TRUE(auth_server.ok()) << "cannot restart auth server " << index << " on port " << port << ": "
+                                << auth_server.status();
+  auth_servers_[index] = *std::move(auth_server);
+}
+
+MysqlOptions TestStack::auth_database_options() const { return DatabaseOptions(db_socket_, auth_database_); }
+
+MysqlOptions TestStack::data_database_options() const { return DatabaseOptions(db_socket_, data_database_); }
 
 int64_t TestStack::AppliedSequence(size_t index) {
   grpc::ClientContext context;

@@ -9,6 +9,7 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,13 @@ struct StackOptions {
   absl::Duration token_usage_flush_interval = absl::ZeroDuration();
   // Serve Prometheus metrics on a kernel-picked loopback port per server.
   bool metrics = false;
+  // Unix socket of the MariaDB server to use; empty means the ctest
+  // fixture's server (CRM_TEST_DB_SOCKET). Fault tests that stop the
+  // database start a server of their own.
+  std::string db_socket;
+  // Applied to each CRM server's options before it starts, for tests that
+  // need other limits than the defaults.
+  std::function<void(crm::data::CrmServerOptions&)> adjust_crm_options;
 };
 
 class TestStack {
@@ -56,6 +64,7 @@ class TestStack {
   crm::data::v1::CrmService::Stub& crm(size_t index = 0) { return *crm_[index]; }
   crm::data::v1::CrmStatusService::Stub& crm_status(size_t index = 0) { return *crm_status_[index]; }
   grpc::GenericStub& generic_crm() { return *generic_crm_; }
+  grpc::GenericStub& generic_auth() { return *generic_auth_; }
   MysqlPool& auth_pool() { return *auth_pool_; }
   MysqlPool& data_pool() { return *data_pool_; }
   const Secrets& secrets() const { return secrets_; }
@@ -71,6 +80,13 @@ class TestStack {
 
   // Stops CRM server `index` the same way.
   void StopCrmServer(size_t index, absl::Duration grace = absl::ZeroDuration());
+  // Starts auth server `index` again on the port it had, after
+  // StopAuthServer. Fails the test when the port cannot be bound.
+  void RestartAuthServer(size_t index);
+
+  // Connection settings of the stack's auth or CRM database, as root.
+  MysqlOptions auth_database_options() const;
+  MysqlOptions data_database_options() const;
 
   // Returns the invalidation sequence CRM server `index` has applied, or -1
   // when its status cannot be read.
@@ -83,6 +99,7 @@ class TestStack {
  private:
   TestStack() = default;
 
+  std::string db_socket_;
   std::string auth_database_;
   std::string data_database_;
   std::unique_ptr<MysqlPool> root_pool_;
@@ -96,6 +113,7 @@ class TestStack {
   std::vector<std::unique_ptr<crm::data::v1::CrmService::Stub>> crm_;
   std::vector<std::unique_ptr<crm::data::v1::CrmStatusService::Stub>> crm_status_;
   std::unique_ptr<grpc::GenericStub> generic_crm_;
+  std::unique_ptr<grpc::GenericStub> generic_auth_;
 };
 
 // A client context carrying `authorization: Bearer <credential>` and a
