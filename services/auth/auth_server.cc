@@ -343,16 +343,16 @@ absl::StatusOr<std::unique_ptr<AuthServer>> AuthServer::Start(const AuthServerOp
   started->tailer_.Start([started] { started->streams_.SendDue(); });
 
   grpc::ServerBuilder builder;
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(auth_server->grpc_metrics_.NewInterceptorFactory());
-  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &auth_server->port_);
   // gRPC sets SO_REUSEPORT by default, which lets a second server bind a
   // port already in use and share its calls; a clash must fail instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  // The parse error interceptor comes first, so the metrics count the code
+  // it sets.
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<ParseErrorInterceptorFactory>());
+  interceptors.push_back(auth_server->grpc_metrics_.NewInterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(&auth_server->private_apps_);
   builder.RegisterService(&auth_server->tokens_);

@@ -71,7 +71,7 @@ class KeyRotationTest : public ::testing::Test {
   static std::string Reveal(AuthStore& store, uint64_t organization_id, const std::string& app_id) {
     crm::auth::v1::GetAccessTokenRequest request;
     request.set_id(app_id);
-    absl::StatusOr<crm::auth::v1::GetAccessTokenResponse> response = store.GetAccessToken(organization_id, request);
+    absl::StatusOr<crm::auth::v1::GetAccessTokenResponse> response = store.GetAccessToken(crm::auth::AdminCaller{.organization_id = organization_id}, request);
     EXPECT_TRUE(response.ok()) << response.status();
     return response.ok() ? response->access_token() : "";
   }
@@ -112,7 +112,7 @@ TEST_F(KeyRotationTest, TokensSurviveRotationAndReencryption) {
   crm::auth::v1::CreatePrivateAppRequest create;
   create.mutable_private_app()->set_display_name("After rotation");
   *create.mutable_private_app()->add_scopes() = MakeScope(MODULE_LEAD, ACTION_READ);
-  absl::StatusOr<crm::auth::v1::CreatePrivateAppResponse> app2 = with_both.CreatePrivateApp(organization_id, create);
+  absl::StatusOr<crm::auth::v1::CreatePrivateAppResponse> app2 = with_both.CreatePrivateApp(crm::auth::AdminCaller{.organization_id = organization_id}, create);
   ASSERT_TRUE(app2.ok()) << app2.status();
   const std::string token2 = app2->access_token();
   uint64_t app2_id = std::stoull(app2->private_app().id());
