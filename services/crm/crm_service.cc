@@ -353,7 +353,7 @@ absl::Status CrmServiceImpl::Execute(Call& call) {
                               in->GetString(*request, Field(*request, kEtagField)));
       break;
     case StandardMethod::kGetTokenInfo:
-      return absl::InternalError("GetTokenInfo is answered before the worker pool");
+      return absl::InternalError("GetTokenInfo is handled before the worker pool");
     case StandardMethod::kConvertLead:
       // The generated factory made both messages, so they have these types.
       status = store_->ConvertLead(organization_id, static_cast<const crm::data::v1::ConvertLeadRequest&>(*request),

@@ -52,7 +52,7 @@ class TokenCache {
   // Also true when such entries are no longer remembered.
   bool IsStale(uint64_t app_id, int64_t answer_sequence);
 
-  // Stores an answer read at claims.invalidation_sequence, unless IsStale
+  // Stores a check result read at claims.invalidation_sequence, unless IsStale
   // or already expired. Returns whether it was stored.
   bool Insert(const std::string& token_digest, const Claims& claims);
 

@@ -33,7 +33,7 @@ class RevocationTest : public ::testing::Test {
     stack_ = *std::move(stack);
     admin_key_ = stack_->NewOrganization();
     app_ = stack_->NewApp(admin_key_, {MakeScope(MODULE_LEAD, ACTION_READ), MakeScope(MODULE_CONTACT, ACTION_READ)});
-    ASSERT_TRUE(WaitUntilCurrent());
+    ASSERT_TRUE(stack_->AwaitCurrent());
   }
 
   grpc::StatusCode ListLeads(size_t server, const std::string& token) {
@@ -42,25 +42,7 @@ class RevocationTest : public ::testing::Test {
     return stack_->crm(server).ListLeads(WithBearer(token).get(), request, &response).error_code();
   }
 
-  crm::data::v1::GetServerStatusResponse Status(size_t server) {
-    grpc::ClientContext context;
-    crm::data::v1::GetServerStatusResponse status;
-    EXPECT_TRUE(stack_->crm_status(server).GetServerStatus(&context, {}, &status).ok());
-    return status;
-  }
-
-  bool WaitUntilCurrent(absl::Duration timeout = absl::Seconds(10)) {
-    absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      if (Status(0).watch_state() == crm::data::v1::WATCH_STATE_CURRENT &&
-          Status(1).watch_state() == crm::data::v1::WATCH_STATE_CURRENT) {
-        return true;
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    ADD_FAILURE() << "CRM servers did not become current within " << absl::FormatDuration(timeout);
-    return false;
-  }
+  crm::data::v1::GetServerStatusResponse Status(size_t server) { return stack_->ServerStatus(server); }
 
   // Calls both CRM servers in a loop with `token` until stopped, recording
   // every call's start and result.
@@ -176,7 +158,7 @@ TEST_F(RevocationTest, SurvivesLossOfOneAuthServer) {
   absl::SleepFor(absl::Milliseconds(50));
   stack_->StopAuthServer(0);
   absl::SleepFor(absl::Milliseconds(500));
-  ASSERT_TRUE(WaitUntilCurrent()) << "watchers moved to the remaining auth server";
+  ASSERT_TRUE(stack_->AwaitCurrent()) << "watchers moved to the remaining auth server";
 
   // Changes through the surviving instance are still enforced everywhere.
   crm::auth::v1::RotateAccessTokenRequest rotate;

@@ -173,6 +173,30 @@ MysqlOptions TestStack::auth_database_options() const { return DatabaseOptions(d
 
 MysqlOptions TestStack::data_database_options() const { return DatabaseOptions(db_socket_, data_database_); }
 
+crm::data::v1::GetServerStatusResponse TestStack::ServerStatus(size_t index) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  crm::data::v1::GetServerStatusResponse status;
+  EXPECT_TRUE(crm_status_[index]->GetServerStatus(&context, {}, &status).ok()) << "CRM server " << index;
+  return status;
+}
+
+bool TestStack::AwaitCurrent(absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    bool all_current = true;
+    for (size_t i = 0; i < crm_servers_.size(); ++i) {
+      if (ServerStatus(i).watch_state() != crm::data::v1::WATCH_STATE_CURRENT) all_current = false;
+    }
+    if (all_current) return true;
+    if (absl::Now() >= deadline) {
+      ADD_FAILURE() << "CRM servers did not become current within " << absl::FormatDuration(timeout);
+      return false;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+}
+
 int64_t TestStack::AppliedSequence(size_t index) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));

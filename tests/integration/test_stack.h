@@ -88,6 +88,14 @@ class TestStack {
   MysqlOptions auth_database_options() const;
   MysqlOptions data_database_options() const;
 
+  // Returns the status of CRM server `index`; fails the test when it cannot
+  // be read.
+  crm::data::v1::GetServerStatusResponse ServerStatus(size_t index);
+
+  // Waits until every CRM server's invalidation stream is current; fails the
+  // test and returns false after `timeout`.
+  bool AwaitCurrent(absl::Duration timeout = absl::Seconds(10));
+
   // Returns the invalidation sequence CRM server `index` has applied, or -1
   // when its status cannot be read.
   int64_t AppliedSequence(size_t index);

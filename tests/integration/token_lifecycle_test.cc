@@ -40,7 +40,7 @@ class TokenLifecycleTest : public ::testing::Test {
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = *std::move(stack);
     admin_key_ = stack_->NewOrganization("Acme");
-    ASSERT_TRUE(WaitUntilCurrent());
+    ASSERT_TRUE(stack_->AwaitCurrent());
   }
 
   grpc::StatusCode ListLeads(size_t server, const std::string& token) {
@@ -49,25 +49,7 @@ class TokenLifecycleTest : public ::testing::Test {
     return stack_->crm(server).ListLeads(WithBearer(token).get(), request, &response).error_code();
   }
 
-  crm::data::v1::GetServerStatusResponse Status(size_t server) {
-    grpc::ClientContext context;
-    crm::data::v1::GetServerStatusResponse status;
-    EXPECT_TRUE(stack_->crm_status(server).GetServerStatus(&context, {}, &status).ok());
-    return status;
-  }
-
-  bool WaitUntilCurrent(absl::Duration timeout = absl::Seconds(10)) {
-    absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      if (Status(0).watch_state() == crm::data::v1::WATCH_STATE_CURRENT &&
-          Status(1).watch_state() == crm::data::v1::WATCH_STATE_CURRENT) {
-        return true;
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    ADD_FAILURE() << "CRM servers did not become current within " << absl::FormatDuration(timeout);
-    return false;
-  }
+  crm::data::v1::GetServerStatusResponse Status(size_t server) { return stack_->ServerStatus(server); }
 
   // Calls both CRM servers with `token` and checks that each served calls
   // from its cache, so the checks that follow exercise cached claims.
