@@ -15,6 +15,7 @@
 #include "common/logging.h"
 #include "common/server_setup.h"
 #include "common/text.h"
+#include "common/token.h"
 
 namespace crm::auth {
 namespace {
@@ -87,9 +88,9 @@ class CallLog {
   std::string app_id_ = "-";
 };
 
-// Returns the organization and key id of the admin key in the call's
-// `authorization` metadata.
-absl::StatusOr<AdminCaller> AuthenticateAdmin(const grpc::ServerContext& context, AuthStore& store) {
+}  // namespace
+
+absl::StatusOr<AdminCaller> PrivateAppServiceImpl::AuthenticateAdmin(const grpc::ServerContext& context) {
   const auto& metadata = context.client_metadata();
   auto [first, end] = metadata.equal_range("authorization");
   if (first != end && std::next(first) != end) {
@@ -100,16 +101,26 @@ absl::StatusOr<AdminCaller> AuthenticateAdmin(const grpc::ServerContext& context
   absl::string_view admin_key;
   absl::Status parsed = ParseBearer(header, &admin_key);
   if (!parsed.ok()) return parsed;
-  return store.AuthenticateAdmin(admin_key);
-}
 
-}  // namespace
+  std::string peer = PeerAddress(context.peer());
+  if (!limiter_->Allow(peer, admin_key)) {
+    spdlog::debug("admin key lookup refused: too many failed lookups from {} or for {}", peer,
+                  TokenHint(admin_key));
+    return InvalidAdminKeyError();
+  }
+  absl::StatusOr<AdminCaller> caller = store_->AuthenticateAdmin(admin_key);
+  if (absl::IsUnauthenticated(caller.status())) {
+    limiter_->RecordFailure(peer, admin_key);
+    return InvalidAdminKeyError();
+  }
+  return caller;
+}
 
 grpc::Status PrivateAppServiceImpl::CreatePrivateApp(grpc::ServerContext* context,
                                                      const v1::CreatePrivateAppRequest* request,
                                                      v1::CreatePrivateAppResponse* response) {
   CallLog log("PrivateAppService/CreatePrivateApp", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
 
@@ -122,7 +133,7 @@ grpc::Status PrivateAppServiceImpl::GetPrivateApp(grpc::ServerContext* context,
                                                   const v1::GetPrivateAppRequest* request,
                                                   v1::GetPrivateAppResponse* response) {
   CallLog log("PrivateAppService/GetPrivateApp", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
@@ -133,7 +144,7 @@ grpc::Status PrivateAppServiceImpl::ListPrivateApps(grpc::ServerContext* context
                                                     const v1::ListPrivateAppsRequest* request,
                                                     v1::ListPrivateAppsResponse* response) {
   CallLog log("PrivateAppService/ListPrivateApps", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   return log.Finish(store_->ListPrivateApps(*caller, *request), response);
@@ -143,7 +154,7 @@ grpc::Status PrivateAppServiceImpl::UpdatePrivateApp(grpc::ServerContext* contex
                                                      const v1::UpdatePrivateAppRequest* request,
                                                      v1::UpdatePrivateAppResponse* response) {
   CallLog log("PrivateAppService/UpdatePrivateApp", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->private_app().id());
@@ -154,7 +165,7 @@ grpc::Status PrivateAppServiceImpl::DeletePrivateApp(grpc::ServerContext* contex
                                                      const v1::DeletePrivateAppRequest* request,
                                                      v1::DeletePrivateAppResponse* response) {
   CallLog log("PrivateAppService/DeletePrivateApp", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
@@ -165,7 +176,7 @@ grpc::Status PrivateAppServiceImpl::GetAccessToken(grpc::ServerContext* context,
                                                    const v1::GetAccessTokenRequest* request,
                                                    v1::GetAccessTokenResponse* response) {
   CallLog log("PrivateAppService/GetAccessToken", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
@@ -176,7 +187,7 @@ grpc::Status PrivateAppServiceImpl::RotateAccessToken(grpc::ServerContext* conte
                                                       const v1::RotateAccessTokenRequest* request,
                                                       v1::RotateAccessTokenResponse* response) {
   CallLog log("PrivateAppService/RotateAccessToken", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
@@ -187,7 +198,7 @@ grpc::Status PrivateAppServiceImpl::EndAccessTokenOverlap(grpc::ServerContext* c
                                                           const v1::EndAccessTokenOverlapRequest* request,
                                                           v1::EndAccessTokenOverlapResponse* response) {
   CallLog log("PrivateAppService/EndAccessTokenOverlap", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
@@ -198,7 +209,7 @@ grpc::Status PrivateAppServiceImpl::CancelAccessTokenRotation(grpc::ServerContex
                                                               const v1::CancelAccessTokenRotationRequest* request,
                                                               v1::CancelAccessTokenRotationResponse* response) {
   CallLog log("PrivateAppService/CancelAccessTokenRotation", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
@@ -209,7 +220,7 @@ grpc::Status PrivateAppServiceImpl::ListAuditEvents(grpc::ServerContext* context
                                                     const v1::ListAuditEventsRequest* request,
                                                     v1::ListAuditEventsResponse* response) {
   CallLog log("PrivateAppService/ListAuditEvents", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->app_id());
@@ -220,7 +231,7 @@ grpc::Status PrivateAppServiceImpl::GetOrganizationPolicy(grpc::ServerContext* c
                                                           const v1::GetOrganizationPolicyRequest* request,
                                                           v1::GetOrganizationPolicyResponse* response) {
   CallLog log("PrivateAppService/GetOrganizationPolicy", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   return log.Finish(store_->GetOrganizationPolicy(*caller, *request), response);
@@ -230,7 +241,7 @@ grpc::Status PrivateAppServiceImpl::UpdateOrganizationPolicy(grpc::ServerContext
                                                              const v1::UpdateOrganizationPolicyRequest* request,
                                                              v1::UpdateOrganizationPolicyResponse* response) {
   CallLog log("PrivateAppService/UpdateOrganizationPolicy", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   return log.Finish(store_->UpdateOrganizationPolicy(*caller, *request), response);
@@ -239,7 +250,17 @@ grpc::Status PrivateAppServiceImpl::UpdateOrganizationPolicy(grpc::ServerContext
 grpc::Status TokenServiceImpl::CheckToken(grpc::ServerContext* context, const v1::CheckTokenRequest* request,
                                           v1::CheckTokenResponse* response) {
   CallLog log("TokenService/CheckToken", *context);
+  // The peer is a CRM server that checks tokens for many clients, so only
+  // the token prefix is limited here; the CRM server limits per client.
+  if (!request->token().empty() && !limiter_->Allow("", request->token())) {
+    spdlog::debug("token lookup refused: too many failed lookups for {}", TokenHint(request->token()));
+    return log.Finish(InvalidAccessTokenError());
+  }
   absl::StatusOr<TokenClaims> claims = store_->CheckToken(request->token());
+  if (absl::IsUnauthenticated(claims.status())) {
+    limiter_->RecordFailure("", request->token());
+    return log.Finish(InvalidAccessTokenError());
+  }
   if (!claims.ok()) return log.Finish(claims.status());
 
   log.set_organization_id(claims->organization_id);
@@ -315,10 +336,11 @@ AuthServer::AuthServer(MysqlPool* pool, const Secrets& secrets, const AuthServer
                                absl::FormatDuration(kMaxPublishWait));
                }
              }),
+      limiter_(options.credential_limiter),
       tailer_(&store_, TailerOptions(options)),
       streams_(&store_, &tailer_, options.invalidation_heartbeat_interval),
-      private_apps_(&store_),
-      tokens_(&store_, &streams_) {}
+      private_apps_(&store_, &limiter_),
+      tokens_(&store_, &streams_, &limiter_) {}
 
 absl::StatusOr<std::unique_ptr<AuthServer>> AuthServer::Start(const AuthServerOptions& options,
                                                               MysqlPool* pool, const Secrets& secrets) {
@@ -329,25 +351,46 @@ absl::StatusOr<std::unique_ptr<AuthServer>> AuthServer::Start(const AuthServerOp
   AuthServer* started = auth_server.get();
   started->tailer_.Start([started] { started->streams_.SendDue(); });
 
+  auto credentials_or_plaintext = [](const std::shared_ptr<grpc::ServerCredentials>& credentials) {
+    return credentials != nullptr ? credentials : grpc::InsecureServerCredentials();
+  };
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &auth_server->port_);
+  builder.AddListeningPort(options.listen_address, credentials_or_plaintext(options.credentials),
+                           &auth_server->port_);
   // gRPC sets SO_REUSEPORT by default, which lets a second server bind a
   // port already in use and share its calls; a clash must fail instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
   builder.RegisterService(&auth_server->private_apps_);
-  builder.RegisterService(&auth_server->tokens_);
   auth_server->server_ = builder.BuildAndStart();
   if (auth_server->server_ == nullptr || auth_server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address,
                                                "; is the address valid and the port free?"));
   }
 
+  // A separate server, because gRPC serves every registered service on
+  // every port of one server.
+  grpc::ServerBuilder internal_builder;
+  internal_builder.AddListeningPort(options.internal_listen_address,
+                                    credentials_or_plaintext(options.internal_credentials),
+                                    &auth_server->internal_port_);
+  internal_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  internal_builder.RegisterService(&auth_server->tokens_);
+  auth_server->internal_server_ = internal_builder.BuildAndStart();
+  if (auth_server->internal_server_ == nullptr || auth_server->internal_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.internal_listen_address,
+                                               " (internal port); is the address valid and the port free?"));
+  }
+
   if (grpc::HealthCheckServiceInterface* health = auth_server->server_->GetHealthCheckService()) {
     health->SetServingStatus(v1::PrivateAppService::service_full_name(), true);
-    health->SetServingStatus(v1::TokenService::service_full_name(), true);
     auth_server->health_monitor_ =
         std::make_unique<HealthMonitor>("auth server", health, [pool] { return pool->IsReachable(); });
+  }
+  if (grpc::HealthCheckServiceInterface* health = auth_server->internal_server_->GetHealthCheckService()) {
+    health->SetServingStatus(v1::TokenService::service_full_name(), true);
+    auth_server->internal_health_monitor_ =
+        std::make_unique<HealthMonitor>("auth internal listener", health, [pool] { return pool->IsReachable(); });
   }
   return auth_server;
 }
@@ -358,15 +401,23 @@ AuthServer::~AuthServer() {
 
 void AuthServer::Shutdown(absl::Duration grace) {
   if (shut_down_.exchange(true)) return;
-  health_monitor_.reset();  // So that it cannot report SERVING again.
-  if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
-    health->SetServingStatus(false);
+  // So that they cannot report SERVING again.
+  health_monitor_.reset();
+  internal_health_monitor_.reset();
+  for (grpc::Server* server : {server_.get(), internal_server_.get()}) {
+    if (server == nullptr) continue;
+    if (grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService()) {
+      health->SetServingStatus(false);
+    }
   }
   // Streams never end on their own, so end them first; otherwise the server
   // would wait the whole grace period and then cancel them.
   streams_.Shutdown();
-  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
+  auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace);
+  server_->Shutdown(deadline);
+  if (internal_server_ != nullptr) internal_server_->Shutdown(deadline);
   server_->Wait();
+  if (internal_server_ != nullptr) internal_server_->Wait();
   tailer_.Stop();
 }
 

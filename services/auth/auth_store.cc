@@ -486,6 +486,7 @@ absl::StatusOr<AdminCaller> AuthStore::AuthenticateAdmin(absl::string_view admin
 
   std::string digest = HmacSha256(secrets_.token_hmac_key, admin_key);
   AdminCaller caller;
+  credential_lookups_.fetch_add(1, std::memory_order_relaxed);
   absl::Status status = pool_->Run("authenticating an admin key", [&](sql::Connection& connection) {
     Statement select = Prepare(connection,
                                "SELECT organization_id, key_digest, id FROM admin_keys"
@@ -517,6 +518,7 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
   std::string digest = HmacSha256(secrets_.token_hmac_key, token);
   TokenClaims claims;
   std::optional<int64_t> expire_micros;
+  credential_lookups_.fetch_add(1, std::memory_order_relaxed);
   absl::Status status = pool_->Run("checking an access token", [&](sql::Connection& connection) {
     // One statement reads the token, the app and the log's latest sequence
     // from one InnoDB read view, under REPEATABLE READ and READ COMMITTED

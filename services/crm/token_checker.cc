@@ -49,6 +49,7 @@ void RemoteTokenChecker::Check(const std::string& token, absl::Time deadline, Ca
     done(format);
     return;
   }
+  remote_checks_.fetch_add(1, std::memory_order_relaxed);
   auto pending = std::make_shared<PendingCheck>();
   pending->request.set_token(token);
   pending->done = std::move(done);

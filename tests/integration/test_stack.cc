@@ -86,11 +86,14 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
   for (int i = 0; i < options.auth_servers; ++i) {
     crm::auth::AuthServerOptions auth_options;
     auth_options.listen_address = "127.0.0.1:0";
+    auth_options.internal_listen_address = "127.0.0.1:0";
+    auth_options.credential_limiter = options.credential_limiter;
     absl::StatusOr<std::unique_ptr<crm::auth::AuthServer>> auth_server =
         crm::auth::AuthServer::Start(auth_options, stack->auth_pool_.get(), stack->secrets_);
     if (!auth_server.ok()) return auth_server.status();
-    auth_addresses.push_back(absl::StrCat("127.0.0.1:", (*auth_server)->port()));
-    auto channel = grpc::CreateChannel(auth_addresses.back(), grpc::InsecureChannelCredentials());
+    auth_addresses.push_back(absl::StrCat("127.0.0.1:", (*auth_server)->internal_port()));
+    auto channel =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*auth_server)->port()), grpc::InsecureChannelCredentials());
     stack->apps_.push_back(crm::auth::v1::PrivateAppService::NewStub(channel));
     stack->auth_servers_.push_back(*std::move(auth_server));
   }
@@ -104,6 +107,7 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
     crm_options.token_cache_enabled = options.token_cache;
     crm_options.invalidation_watcher.heartbeat_timeout = options.heartbeat_timeout;
     crm_options.token_usage_flush_interval = options.token_usage_flush_interval;
+    crm_options.credential_limiter = options.credential_limiter;
     absl::StatusOr<std::unique_ptr<crm::data::CrmServer>> crm_server =
         crm::data::CrmServer::Start(crm_options, stack->data_pool_.get());
     if (!crm_server.ok()) return crm_server.status();

@@ -33,6 +33,8 @@ struct StackOptions {
   absl::Duration heartbeat_timeout = absl::Seconds(3);
   // Zero: CRM servers report token uses only on FlushTokenUsage().
   absl::Duration token_usage_flush_interval = absl::ZeroDuration();
+  // Failed-lookup limits of every auth and CRM server.
+  CredentialLimiterOptions credential_limiter;
 };
 
 class TestStack {
@@ -49,7 +51,8 @@ class TestStack {
                                                  const std::vector<crm::auth::v1::Scope>& scopes,
                                                  const std::string& display_name = "Test app");
 
-  // Stubs of the first auth and CRM server, or of server `index`.
+  // Stubs of the first auth and CRM server, or of server `index`. The auth
+  // stubs reach the public port (PrivateAppService).
   crm::auth::v1::PrivateAppService::Stub& apps(size_t index = 0) { return *apps_[index]; }
   crm::data::v1::CrmService::Stub& crm(size_t index = 0) { return *crm_[index]; }
   crm::data::v1::CrmStatusService::Stub& crm_status(size_t index = 0) { return *crm_status_[index]; }
@@ -61,6 +64,7 @@ class TestStack {
   crm::auth::AuthServer& auth_server(size_t index = 0) { return *auth_servers_[index]; }
   crm::data::CrmServer& crm_server(size_t index = 0) { return *crm_servers_[index]; }
   int auth_port(size_t index = 0) const { return auth_servers_[index]->port(); }
+  int auth_internal_port(size_t index = 0) const { return auth_servers_[index]->internal_port(); }
   int crm_port(size_t index = 0) const { return crm_servers_[index]->port(); }
 
   // Stops auth server `index` (calls in flight get `grace`); its stubs
