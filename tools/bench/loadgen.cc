@@ -22,7 +22,8 @@
 #include "tools/bench/loadgen_scenario.h"
 
 ABSL_FLAG(std::string, scenario, "",
-          "What to send: get_lead, create_lead, update_lead, list_leads, mixed, warm_tokens (CrmService); "
+          "What to send: get_lead, create_lead, update_lead, list_leads, mixed, warm_tokens, random_tokens, "
+          "unknown_tokens (CrmService); "
           "check_token, create_delete_app, rotate_token, seed_apps (auth server)");
 ABSL_FLAG(std::string, target, "", "host:port of the server under load, such as 127.0.0.1:50052");
 ABSL_FLAG(int, concurrency, 64, "Calls kept in flight");
