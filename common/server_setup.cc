@@ -52,6 +52,7 @@ bool ConfigureLogging(const std::string& level) {
   logger->set_level(parsed);
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
+  spdlog::debug("logging at level {}", level);
   return true;
 }
 

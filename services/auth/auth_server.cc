@@ -103,6 +103,7 @@ absl::StatusOr<AdminCaller> PrivateAppServiceImpl::AuthenticateAdmin(const grpc:
   if (!parsed.ok()) return parsed;
 
   std::string peer = PeerAddress(context.peer());
+  spdlog::trace("checking admin key {} from {}", TokenHint(admin_key), peer);
   if (!limiter_->Allow(peer, admin_key)) {
     spdlog::debug("admin key lookup refused: too many failed lookups from {} or for {}", peer,
                   TokenHint(admin_key));
@@ -250,6 +251,7 @@ grpc::Status PrivateAppServiceImpl::UpdateOrganizationPolicy(grpc::ServerContext
 grpc::Status TokenServiceImpl::CheckToken(grpc::ServerContext* context, const v1::CheckTokenRequest* request,
                                           v1::CheckTokenResponse* response) {
   CallLog log("TokenService/CheckToken", *context);
+  spdlog::trace("checking token {} for {}", TokenHint(request->token()), context->peer());
   // The peer is a CRM server that checks tokens for many clients, so only
   // the token prefix is limited here; the CRM server limits per client.
   if (!request->token().empty() && !limiter_->Allow("", request->token())) {

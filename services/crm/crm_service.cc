@@ -220,6 +220,7 @@ grpc::ServerUnaryReactor* CrmServiceImpl::Handle(const MethodSpec& spec, grpc::C
 
 void CrmServiceImpl::CheckToken(const std::shared_ptr<Call>& call, std::string token) {
   std::string peer = PeerAddress(call->context->peer());
+  spdlog::trace("checking token {} for {} from {}", TokenHint(token), call->spec->path, peer);
   // The checksum is public (common/token.h), so answering a bad one sooner
   // than an unknown token tells the caller nothing it could not compute.
   if (!ValidateTokenFormat(TokenKind::kAppToken, token).ok()) {

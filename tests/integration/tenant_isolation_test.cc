@@ -378,8 +378,8 @@ TEST_F(TenantIsolationTest, PrivateAppCallsAtOtherOrganizationChangeNothing) {
   get.set_id(app_id);
   crm::auth::v1::GetPrivateAppResponse before;
   ASSERT_TRUE(stack_->apps().GetPrivateApp(WithBearer(admin_a_).get(), get, &before).ok());
-  // Two more apps in A, so A's list has a next page to replay.
-  stack_->NewApp(admin_a_, {}, "A's second app");
+  // A second app in A, so A's list has a next page to replay.
+  stack_->NewApp(admin_a_, {MakeScope(crm::auth::v1::MODULE_LEAD, crm::auth::v1::ACTION_READ)}, "A's second app");
   crm::auth::v1::ListPrivateAppsRequest list_a;
   list_a.set_page_size(1);
   crm::auth::v1::ListPrivateAppsResponse listed_a;
