@@ -32,7 +32,9 @@ void CredentialLimiter::BucketSet::Take(const std::string& key, absl::Time now) 
     buckets_[key] = Bucket{burst_ - 1, now};
     return;
   }
-  found->second.units = std::max(0.0, Refilled(found->second, now) - 1);
+  // Below zero, so that failures of lookups that were already in flight when
+  // the bucket ran empty still count; at most one burst of debt.
+  found->second.units = std::max(-burst_, Refilled(found->second, now) - 1);
   found->second.updated = now;
 }
 

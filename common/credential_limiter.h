@@ -9,7 +9,9 @@
 // that tries many credentials. The prefix limit slows many clients that
 // try to complete a partly known credential. Each failure takes one unit
 // from both buckets, and each bucket refills at a steady rate. A lookup is
-// allowed while both buckets of the call hold at least one unit.
+// allowed while both buckets of the call hold at least one unit. Lookups
+// that were allowed together and then fail take the bucket below zero (at
+// most one burst), so concurrent callers cannot exceed the rate.
 //
 // Memory is bounded: each set keeps at most `max_tracked_keys` buckets.
 // Buckets that have refilled completely are dropped first. When the set is

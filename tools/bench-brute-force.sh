@@ -7,16 +7,15 @@
 #   tools/bench-brute-force.sh [--skip_build] [--build_dir=DIR] [--seconds=S]
 #                              [--concurrency=N] [--guess_concurrency=N]
 #
-# Two kinds of guesses, each run in its own round:
+# Two kinds of guesses:
 #   random_tokens   random characters after "crmpat_", so the checksum fails
 #                   and the CRM server rejects them without a remote check
 #   unknown_tokens  never-issued tokens with a correct checksum, which reach
 #                   the failed-lookup limiter and, until it refuses them, the
 #                   auth server
-# Each round measures the baseline and the guessed load in the same run, one
-# after the other. The guess load runs for the whole measurement window, so
-# it sends at least 10,000 tokens unless the machine is very slow; the table
-# shows how many it sent.
+# and two shapes: a burst of 10,000 guesses that starts 2 s into the valid
+# callers' measurement window, and a flood that lasts the whole window.
+# Each run has its own baseline window right before it.
 #
 #   --skip_build          use the binaries already in the build folder
 #   --build_dir=DIR       build folder (default: build/, or $RUN_BUILD_DIR)
@@ -83,6 +82,7 @@ export CRM_DB_SOCKET=$socket CRM_DB_USER=root CRM_KEY_FILE=$state/keys.txt
 start_server() {
   local name=$1
   shift
+  : >"$state/$name.log"
   "$@" 2>"$state/$name.log" &
   server_pid=$!
   pids+=("$server_pid")
@@ -127,30 +127,39 @@ valid() {
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 rows=()
 for guesses in random_tokens unknown_tokens; do
-  log "round $guesses: baseline"
-  valid "baseline_$guesses"
-  checks_before=$(grep -c "TokenService/CheckToken" "$state/auth.log" || true)
-  log "round $guesses: under guessing"
-  "$loadgen" --scenario="$guesses" --target="127.0.0.1:$crm_port" --concurrency="$guess_concurrency" \
-    --warmup_seconds=0 --seconds="$(awk -v s="$seconds" 'BEGIN { print s + 3 }')" \
-    --label="$guesses" >"$state/reports/$guesses.json" 2>>"$state/loadgen.log" &
-  guess_pid=$!
-  sleep 0.5
-  valid "under_$guesses"
-  wait "$guess_pid" || log "$guesses reported unexpected codes; see $state/reports/$guesses.json"
-  checks=$(($(grep -c "TokenService/CheckToken" "$state/auth.log" || true) - checks_before))
+  for shape in burst flood; do
+    run=${guesses}_$shape
+    log "$run: baseline"
+    valid "baseline_$run"
+    checks_before=$(grep -c "TokenService/CheckToken" "$state/auth.log" || true)
+    log "$run: valid calls with guesses"
+    if [[ $shape == burst ]]; then
+      guess_flags=(--calls=10000 --seconds=60)
+      guess_delay=4 # the valid run's 2 s warm-up plus 2 s of its window
+    else
+      guess_flags=(--seconds="$(awk -v s="$seconds" 'BEGIN { print s + 3 }')")
+      guess_delay=0.5
+    fi
+    (sleep "$guess_delay" && exec "$loadgen" --scenario="$guesses" --target="127.0.0.1:$crm_port" \
+      --concurrency="$guess_concurrency" --warmup_seconds=0 "${guess_flags[@]}" --label="$run" \
+      >"$state/reports/$run.json" 2>>"$state/loadgen.log") &
+    guess_pid=$!
+    valid "under_$run"
+    wait "$guess_pid" || log "$run reported unexpected codes; see $state/reports/$run.json"
+    checks=$(($(grep -c "TokenService/CheckToken" "$state/auth.log" || true) - checks_before))
 
-  base=$state/reports/baseline_$guesses.json under=$state/reports/under_$guesses.json
-  rows+=("$(jq -rn --slurpfile b "$base" --slurpfile u "$under" --slurpfile g "$state/reports/$guesses.json" \
-    --arg name "$guesses" --arg checks "$checks" '
-    ($b[0].calls_per_second) as $bc | ($u[0].calls_per_second) as $uc |
-    "| \($name) | \($g[0].calls) (\($g[0].codes | tostring)) | \($checks) | \($bc) | \($uc) | " +
-    "\((($uc / $bc) * 1000 | round) / 10)% | \($b[0].latency_ms.p99_ms) | \($u[0].latency_ms.p99_ms) |"')")
+    base=$state/reports/baseline_$run.json under=$state/reports/under_$run.json
+    rows+=("$(jq -rn --slurpfile b "$base" --slurpfile u "$under" --slurpfile g "$state/reports/$run.json" \
+      --arg name "$guesses" --arg shape "$shape" --arg checks "$checks" '
+      ($b[0].calls_per_second) as $bc | ($u[0].calls_per_second) as $uc |
+      "| \($name) | \($shape) | \($g[0].calls) in \($g[0].window_seconds) s (\($g[0].codes | tostring)) | \($checks) | " +
+      "\($bc) | \($uc) | \((($uc / $bc) * 1000 | round) / 10)% | \($b[0].latency_ms.p99) | \($u[0].latency_ms.p99) |"')")
+  done
 done
 
 {
-  echo "| guesses | guessed calls (codes, OK = UNAUTHENTICATED) | CheckToken calls on auth | valid GetLead/s alone | valid GetLead/s under guessing | ratio | p99 ms alone | p99 ms under guessing |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| guesses | shape | guessed calls (codes; OK means UNAUTHENTICATED) | CheckToken calls on auth | valid GetLead/s alone | valid GetLead/s with guesses | ratio | p99 ms alone | p99 ms with guesses |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
   echo "$(nproc) cores, load average before: $load_before; valid concurrency $concurrency, guess concurrency $guess_concurrency, ${seconds} s windows"

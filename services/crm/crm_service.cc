@@ -235,6 +235,9 @@ void CrmServiceImpl::CheckToken(const std::shared_ptr<Call>& call, std::string t
     Authorize(call, *std::move(cached));
     return;
   }
+  // TODO: delay the answers to a limited peer, so a closed-loop guesser
+  // sends fewer calls; today each refused call still costs a full gRPC
+  // round trip and its log line.
   if (!limiter_->Allow(peer, token)) {
     spdlog::debug("token check refused: too many failed checks from {} or for {}", peer, TokenHint(token));
     call->Finish(InvalidAccessTokenError());

@@ -50,6 +50,19 @@ TEST(CredentialLimiter, RefillsOverTime) {
   EXPECT_TRUE(limiter.Allow("10.0.0.1", "crmpat_XXXXXXXX"));
 }
 
+TEST(CredentialLimiter, ConcurrentFailuresCountAsDebt) {
+  FakeClock clock;
+  CredentialLimiter limiter(Options(&clock));
+  // Five lookups allowed at once, as concurrent calls are, then all fail.
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(limiter.Allow("10.0.0.1", absl::StrCat("crmpat_", i, "AAAAAAA")));
+  for (int i = 0; i < 5; ++i) limiter.RecordFailure("10.0.0.1", absl::StrCat("crmpat_", i, "AAAAAAA"));
+  // 3 - 5 = -2 units; one unit is back after 3 s at 1 unit per second.
+  clock.now += absl::Milliseconds(2900);
+  EXPECT_FALSE(limiter.Allow("10.0.0.1", "crmpat_XXXXXXXX"));
+  clock.now += absl::Milliseconds(100);
+  EXPECT_TRUE(limiter.Allow("10.0.0.1", "crmpat_XXXXXXXX"));
+}
+
 TEST(CredentialLimiter, LimitsPrefixAcrossPeers) {
   FakeClock clock;
   CredentialLimiter limiter(Options(&clock));
