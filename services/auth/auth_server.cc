@@ -105,7 +105,7 @@ absl::StatusOr<AdminCaller> PrivateAppServiceImpl::AuthenticateAdmin(const grpc:
   std::string peer = PeerAddress(context.peer());
   spdlog::trace("checking admin key {} from {}", TokenHint(admin_key), peer);
   if (!limiter_->Allow(peer, admin_key)) {
-    spdlog::debug("admin key lookup refused: too many failed lookups from {} or for {}", peer,
+    spdlog::debug("admin key lookup rejected: too many failed lookups from {} or for {}", peer,
                   TokenHint(admin_key));
     return InvalidAdminKeyError();
   }
@@ -255,7 +255,7 @@ grpc::Status TokenServiceImpl::CheckToken(grpc::ServerContext* context, const v1
   // The peer is a CRM server that checks tokens for many clients, so only
   // the token prefix is limited here; the CRM server limits per client.
   if (!request->token().empty() && !limiter_->Allow("", request->token())) {
-    spdlog::debug("token lookup refused: too many failed lookups for {}", TokenHint(request->token()));
+    spdlog::debug("token lookup rejected: too many failed lookups for {}", TokenHint(request->token()));
     return log.Finish(InvalidAccessTokenError());
   }
   absl::StatusOr<TokenClaims> claims = store_->CheckToken(request->token());

@@ -221,7 +221,7 @@ grpc::ServerUnaryReactor* CrmServiceImpl::Handle(const MethodSpec& spec, grpc::C
 void CrmServiceImpl::CheckToken(const std::shared_ptr<Call>& call, std::string token) {
   std::string peer = PeerAddress(call->context->peer());
   spdlog::trace("checking token {} for {} from {}", TokenHint(token), call->spec->path, peer);
-  // The checksum is public (common/token.h), so answering a bad one sooner
+  // The checksum is public (common/token.h), so rejecting a bad one sooner
   // than an unknown token tells the caller nothing it could not compute.
   if (!ValidateTokenFormat(TokenKind::kAppToken, token).ok()) {
     malformed_tokens_.fetch_add(1, std::memory_order_relaxed);
@@ -235,11 +235,11 @@ void CrmServiceImpl::CheckToken(const std::shared_ptr<Call>& call, std::string t
     Authorize(call, *std::move(cached));
     return;
   }
-  // TODO: delay the answers to a limited peer, so a closed-loop guesser
+  // TODO: delay the responses to a limited peer, so a closed-loop guesser
   // sends fewer calls; today each refused call still costs a full gRPC
   // round trip and its log line.
   if (!limiter_->Allow(peer, token)) {
-    spdlog::debug("token check refused: too many failed checks from {} or for {}", peer, TokenHint(token));
+    spdlog::debug("token check rejected: too many failed checks from {} or for {}", peer, TokenHint(token));
     call->Finish(InvalidAccessTokenError());
     return;
   }

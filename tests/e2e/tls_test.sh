@@ -5,11 +5,11 @@
 #
 #   tests/e2e/tls_test.sh REPO_ROOT BUILD_DIR
 #
-# Checks that a CRM call is authorized through the mutual TLS channel, that
-# the internal port rejects a client without a certificate, with a
-# certificate from another CA and in plaintext, that the public ports serve
-# TLS and reject plaintext, and that each server refuses to start in
-# plaintext on a non-loopback address.
+# Checks that a CRM call is authorized through the mutual TLS channel. The
+# internal port must reject a client without a certificate, with a
+# certificate from another CA and in plaintext. The public ports must serve
+# TLS and reject plaintext. Each server must refuse to start in plaintext on
+# a non-loopback address.
 set -uo pipefail
 
 root=$1
@@ -28,7 +28,7 @@ fail() {
 
 # Plaintext on a non-loopback address is refused before anything listens.
 # 192.0.2.1 is a documentation address (RFC 5737), so nothing is bound even
-# if the check were missing; the message tells the two cases apart.
+# if the check were missing; the message distinguishes the two cases.
 refusal=$("$build/services/auth/auth_server" --listen_host=192.0.2.1 --port=0 --internal_port=0 2>&1)
 [[ $refusal == *"plaintext on a non-loopback address"* ]] ||
   fail "auth_server did not refuse plaintext on 192.0.2.1: $refusal"

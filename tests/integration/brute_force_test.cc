@@ -89,7 +89,7 @@ TEST(BruteForce, FailuresLookIdentical) {
     EXPECT_EQ(status.error_details(), first.error_details()) << label;
   }
 
-  // Admin keys: malformed and unknown give one answer too.
+  // Admin keys: malformed and unknown keys get one response too.
   std::map<std::string, std::string> bad_keys = {
       {"bad checksum", admin_key.substr(0, kTokenChars - 1) + (admin_key.back() == 'A' ? "B" : "A")},
       {"unknown", GenerateToken(TokenKind::kAdminKey, RandomBytes)},

@@ -52,7 +52,7 @@ const std::map<crm::auth::v1::Module, std::string>& RecordTemplates() {
   return *records;
 }
 
-// Expected answer to organization B's call aimed at A's ids.
+// Expected response to organization B's call aimed at A's ids.
 enum class Expect {
   kNotFound,
   // Create without reference fields: OK, a new record in B that has none of
@@ -250,7 +250,7 @@ class TenantIsolationTest : public ::testing::Test {
     return page_token;
   }
 
-  // Calls `spec` with B's token aimed at A's ids and checks the answer.
+  // Calls `spec` with B's token aimed at A's ids and checks the response.
   void CallFromBAtA(const crm::data::MethodSpec& spec, Expect expect, const std::string& page_token_of_a) {
     std::string label = spec.method->name();
     crm::auth::v1::Module module = spec.schema->module;
