@@ -63,6 +63,9 @@ enum class Expect {
   kForeignReferenceRejected,
   // List: OK with none of A's records; A's page token is rejected.
   kListsCallerOnly,
+  // A method of the caller's own organization, which only the admin key
+  // names (policy, audit events): whatever it returns, A's data stays.
+  kOwnOrganizationOnly,
 };
 
 // One row per CrmService method.
@@ -113,6 +116,11 @@ const std::map<std::string, Expect>& PrivateAppCases() {
       {"DeletePrivateApp", Expect::kNotFound},
       {"GetAccessToken", Expect::kNotFound},
       {"RotateAccessToken", Expect::kNotFound},
+      {"EndAccessTokenOverlap", Expect::kNotFound},
+      {"CancelAccessTokenRotation", Expect::kNotFound},
+      {"ListAuditEvents", Expect::kOwnOrganizationOnly},
+      {"GetOrganizationPolicy", Expect::kOwnOrganizationOnly},
+      {"UpdateOrganizationPolicy", Expect::kOwnOrganizationOnly},
   };
   return *cases;
 }
@@ -324,6 +332,9 @@ class TenantIsolationTest : public ::testing::Test {
             << label << " with A's page token: " << replay.error_message();
         break;
       }
+      case Expect::kOwnOrganizationOnly:
+        ADD_FAILURE() << label << ": every CrmService method names its records";
+        break;
     }
   }
 
@@ -385,6 +396,11 @@ TEST_F(TenantIsolationTest, PrivateAppCallsAtOtherOrganizationChangeNothing) {
   crm::auth::v1::ListPrivateAppsResponse listed_a;
   ASSERT_TRUE(stack_->apps().ListPrivateApps(WithBearer(admin_a_).get(), list_a, &listed_a).ok());
   ASSERT_FALSE(listed_a.next_page_token().empty());
+  const MethodDescriptor* get_policy = app_service_->FindMethodByName("GetOrganizationPolicy");
+  ASSERT_NE(get_policy, nullptr);
+  std::unique_ptr<Message> policy_request = NewMessage(get_policy->input_type());
+  std::unique_ptr<Message> policy_before = NewMessage(get_policy->output_type());
+  ASSERT_TRUE(CallPrivateApp(get_policy, admin_a_, *policy_request, policy_before.get()).ok());
 
   for (int i = 0; i < app_service_->method_count(); ++i) {
     const MethodDescriptor* method = app_service_->method(i);
@@ -435,11 +451,17 @@ TEST_F(TenantIsolationTest, PrivateAppCallsAtOtherOrganizationChangeNothing) {
             << label << " with A's page token: " << replay_status.error_message();
         break;
       }
+      case Expect::kOwnOrganizationOnly:
+        // Checked below: A's policy and app read back unchanged.
+        break;
       case Expect::kForeignReferenceRejected:
         ADD_FAILURE() << label << ": PrivateAppService has no reference fields";
         break;
     }
   }
+  std::unique_ptr<Message> policy_after = NewMessage(get_policy->output_type());
+  ASSERT_TRUE(CallPrivateApp(get_policy, admin_a_, *policy_request, policy_after.get()).ok());
+  EXPECT_EQ(policy_after->SerializeAsString(), policy_before->SerializeAsString()) << "A's policy changed";
 
   // A's app, scopes and token are as before, and the token still works.
   crm::auth::v1::GetPrivateAppResponse after;
