@@ -18,7 +18,6 @@ constexpr ReasonName kReasonNames[] = {
     {ErrorReason::kTokenMissing, "TOKEN_MISSING"},
     {ErrorReason::kTokenMalformed, "TOKEN_MALFORMED"},
     {ErrorReason::kTokenInvalid, "TOKEN_INVALID"},
-    {ErrorReason::kTokenRevoked, "TOKEN_REVOKED"},
     {ErrorReason::kAdminKeyMissing, "ADMIN_KEY_MISSING"},
     {ErrorReason::kAdminKeyMalformed, "ADMIN_KEY_MALFORMED"},
     {ErrorReason::kAdminKeyInvalid, "ADMIN_KEY_INVALID"},

@@ -41,12 +41,11 @@ inline constexpr absl::string_view kBadRequestTypeUrl = "type.googleapis.com/goo
 // changes meaning once released; add new reasons at the end.
 enum class ErrorReason {
   kTokenMissing,          // UNAUTHENTICATED: no authorization metadata on a CrmService call
-  kTokenMalformed,        // UNAUTHENTICATED: not "Bearer <token>", or the token fails its format check
-  kTokenInvalid,          // UNAUTHENTICATED: a well-formed token that no app has (unknown, or app deleted)
-  kTokenRevoked,          // UNAUTHENTICATED: a token that RotateAccessToken replaced
+  kTokenMalformed,        // UNAUTHENTICATED: the authorization metadata is not "Bearer <token>"
+  kTokenInvalid,          // UNAUTHENTICATED: any token that does not authenticate (see InvalidAccessTokenError)
   kAdminKeyMissing,       // UNAUTHENTICATED: no authorization metadata on a PrivateAppService call
-  kAdminKeyMalformed,     // UNAUTHENTICATED: not "Bearer <key>", or the key fails its format check
-  kAdminKeyInvalid,       // UNAUTHENTICATED: a well-formed admin key that is unknown or revoked
+  kAdminKeyMalformed,     // UNAUTHENTICATED: the authorization metadata is not "Bearer <key>"
+  kAdminKeyInvalid,       // UNAUTHENTICATED: any admin key that does not authenticate (see InvalidAdminKeyError)
   kScopeMissing,          // PERMISSION_DENIED: the token lacks a scope the method requires
   kResourceNotFound,      // NOT_FOUND: no such app or record in the caller's organization
   kEtagMismatch,          // ABORTED: the record changed since the etag was read

@@ -105,6 +105,15 @@ std::vector<char*> ParseFlagsWithEnvironment(int argc, char** argv, absl::string
   return absl::ParseCommandLine(argc, argv);
 }
 
+void ExitWithInvalidFlag(absl::string_view program, absl::string_view flag_name, absl::string_view problem) {
+  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(flag_name);
+  if (flag == nullptr) {
+    std::cerr << program << ": invalid --" << flag_name << ": " << problem << "\n";
+    std::exit(2);
+  }
+  InvalidFlag(program, *flag, problem);
+}
+
 bool IsSecretFlag(absl::string_view name) {
   return absl::StrContains(name, "password") || absl::StrContains(name, "secret") || absl::EndsWith(name, "_key");
 }
@@ -160,6 +169,7 @@ bool ConfigureLogging(const std::string& level) {
   logger->set_level(parsed);
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
+  spdlog::debug("logging at level {}", level);
   return true;
 }
 

@@ -37,6 +37,12 @@ struct IntFlagRange {
 void ValidateFlagsOrExit(absl::string_view program, std::initializer_list<IntFlagRange> ranges,
                          std::initializer_list<const char*> required = {});
 
+// Prints the line ValidateFlagsOrExit prints for the flag named `flag_name`
+// and `problem`, and exits with status 2. For checks that involve more than
+// one flag.
+[[noreturn]] void ExitWithInvalidFlag(absl::string_view program, absl::string_view flag_name,
+                                      absl::string_view problem);
+
 // Returns whether a flag's value is a secret that must not be printed: its
 // name contains "password" or "secret", or ends in "_key". Key files are
 // named by path only, and their keys are never flags.

@@ -54,8 +54,8 @@ absl::Status ValidateTokenFormat(TokenKind kind, absl::string_view token) {
   const char* what = kind == TokenKind::kAppToken ? "access token" : "admin key";
   auto malformed = [kind](std::string message) {
     return WithErrorInfo(absl::UnauthenticatedError(message), kind == TokenKind::kAppToken
-                                                                  ? ErrorReason::kTokenMalformed
-                                                                  : ErrorReason::kAdminKeyMalformed);
+                                                                  ? ErrorReason::kTokenInvalid
+                                                                  : ErrorReason::kAdminKeyInvalid);
   };
   if (!absl::StartsWith(token, TokenPrefix(kind))) {
     return malformed(absl::StrCat("malformed ", what, ": expected prefix ", TokenPrefix(kind)));

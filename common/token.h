@@ -36,8 +36,10 @@ absl::string_view TokenPrefix(TokenKind kind);
 std::string GenerateToken(TokenKind kind, const RandomSource& random);
 
 // Checks prefix, length, alphabet and checksum. Returns UNAUTHENTICATED with
-// a message that never repeats the token, and reason TOKEN_MALFORMED or
-// ADMIN_KEY_MALFORMED.
+// a message that never repeats the token, and reason TOKEN_INVALID or
+// ADMIN_KEY_INVALID. The message names the check that failed, for logs and
+// tools; servers reply to callers with InvalidAccessTokenError or
+// InvalidAdminKeyError (credential_limiter.h) instead.
 absl::Status ValidateTokenFormat(TokenKind kind, absl::string_view token);
 
 // Returns the prefix and the last four characters, such as "crmpat_…a1B2",

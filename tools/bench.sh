@@ -201,16 +201,18 @@ start_server() {
   exit 1
 }
 
-start_server auth "$auth_server" --listen_host=127.0.0.1 --port=0 --log_level="$log_level"
+start_server auth "$auth_server" --listen_host=127.0.0.1 --port=0 --internal_port=0 --log_level="$log_level"
 auth_pid=$server_pid auth_port=$server_port
-crm_flags=(--listen_host=127.0.0.1 --port=0 --auth_target="127.0.0.1:$auth_port" --log_level="$log_level")
+# TokenService listens on the auth server's internal port.
+auth_internal_port=$(sed -n 's/.*, internal [^ ]*:\([0-9][0-9]*\) .*/\1/p' "$state/auth.log" | head -1)
+crm_flags=(--listen_host=127.0.0.1 --port=0 --auth_target="127.0.0.1:$auth_internal_port" --log_level="$log_level")
 start_server crm "$crm_server" "${crm_flags[@]}"
 crm_pid=$server_pid crm_port=$server_port
 start_server crm_noauth "$crm_server_noauth" "${crm_flags[@]}"
 noauth_pid=$server_pid noauth_port=$server_port
 start_server echo "$echo_server" --listen_host=127.0.0.1 --port=0
 echo_pid=$server_pid echo_port=$server_port
-log "auth :$auth_port, crm :$crm_port, crm_noauth :$noauth_port, echo :$echo_port, MariaDB $socket"
+log "auth :$auth_port (internal :$auth_internal_port), crm :$crm_port, crm_noauth :$noauth_port, echo :$echo_port, MariaDB $socket"
 
 # -------------------------------------------------------------------- seed
 seed=$state/seed
@@ -325,7 +327,7 @@ run_scenario update_lead "UpdateLead, mask title and status" crm "$crm_port" --s
   --tokens_file="$seed/write-tokens.txt" "${leads[@]}"
 run_scenario check_token "CheckToken on auth_server (cold path, $(commas "$(wc -l <"$seed/mixed-tokens.txt")") tokens)" \
   auth \
-  "$auth_port" --scenario=check_token --tokens_file="$seed/mixed-tokens.txt"
+  "$auth_internal_port" --scenario=check_token --tokens_file="$seed/mixed-tokens.txt"
 run_scenario create_delete_app "CreatePrivateApp + DeletePrivateApp pairs" auth "$auth_port" \
   --scenario=create_delete_app --admin_keys_file="$seed/app-admins.txt"
 run_scenario rotate_token "RotateAccessToken" auth "$auth_port" --scenario=rotate_token \

@@ -6,9 +6,10 @@
 # Installs missing packages, builds into build/, starts MariaDB on a unix
 # socket under build/run/, creates the databases, a database user and a
 # development key file (build/run/keys.txt) when none exists, then runs the
-# auth server on 127.0.0.1:50051 and the CRM server on 127.0.0.1:50052 until
-# Ctrl-C. Logs: build/run/*.log. Environment overrides: RUN_AUTH_PORT,
-# RUN_CRM_PORT, RUN_STATE_DIR (instead of build/run), RUN_BUILD_DIR (instead
+# auth server on 127.0.0.1:50051 (internal TokenService port 50053) and the
+# CRM server on 127.0.0.1:50052 until Ctrl-C, in plaintext on loopback.
+# Logs: build/run/*.log. Environment overrides: RUN_AUTH_PORT,
+# RUN_AUTH_INTERNAL_PORT, RUN_CRM_PORT, RUN_STATE_DIR (instead of build/run), RUN_BUILD_DIR (instead
 # of build/) and RUN_SKIP_BUILD=1 (use the binaries already built).
 set -euo pipefail
 
@@ -16,6 +17,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${RUN_BUILD_DIR:-$root/build}
 state=${RUN_STATE_DIR:-$build/run}
 auth_port=${RUN_AUTH_PORT:-50051}
+auth_internal_port=${RUN_AUTH_INTERNAL_PORT:-50053}
 crm_port=${RUN_CRM_PORT:-50052}
 
 if [[ ${RUN_SKIP_BUILD:-0} != 1 ]]; then
@@ -57,9 +59,10 @@ stop_all() {
 }
 trap stop_all INT TERM EXIT
 
-"$build/services/auth/auth_server" --port="$auth_port" 2>"$state/auth.log" &
+"$build/services/auth/auth_server" --port="$auth_port" --internal_port="$auth_internal_port" 2>"$state/auth.log" &
 pids+=($!)
-"$build/services/crm/crm_server" --port="$crm_port" --auth_target="127.0.0.1:$auth_port" 2>"$state/crm.log" &
+"$build/services/crm/crm_server" --port="$crm_port" --auth_target="127.0.0.1:$auth_internal_port" \
+  2>"$state/crm.log" &
 pids+=($!)
 
 for log in auth crm; do
@@ -75,7 +78,7 @@ for log in auth crm; do
 done
 
 cat <<EOF_READY
-run: auth server on 127.0.0.1:$auth_port, CRM server on 127.0.0.1:$crm_port
+run: auth server on 127.0.0.1:$auth_port (internal 127.0.0.1:$auth_internal_port), CRM server on 127.0.0.1:$crm_port
 run: logs in $state/auth.log and $state/crm.log; press Ctrl-C to stop
 run: create an organization with: tools/crmctl.sh create-organization --display_name=Acme
 EOF_READY

@@ -17,6 +17,7 @@
 #include "common/logging.h"
 #include "common/server_setup.h"
 #include "common/text.h"
+#include "common/token.h"
 #include "services/auth/parse_error_interceptor.h"
 
 namespace crm::auth {
@@ -99,9 +100,9 @@ class CallLog {
   std::string app_id_ = "-";
 };
 
-// Returns the organization and key id of the admin key in the call's
-// `authorization` metadata.
-absl::StatusOr<AdminCaller> AuthenticateAdmin(const grpc::ServerContext& context, AuthStore& store) {
+}  // namespace
+
+absl::StatusOr<AdminCaller> PrivateAppServiceImpl::AuthenticateAdmin(const grpc::ServerContext& context) {
   const auto& metadata = context.client_metadata();
   auto [first, end] = metadata.equal_range("authorization");
   if (first != end && std::next(first) != end) {
@@ -113,16 +114,27 @@ absl::StatusOr<AdminCaller> AuthenticateAdmin(const grpc::ServerContext& context
   absl::string_view admin_key;
   absl::Status parsed = ParseBearer(header, TokenKind::kAdminKey, &admin_key);
   if (!parsed.ok()) return parsed;
-  return store.AuthenticateAdmin(admin_key);
-}
 
-}  // namespace
+  std::string peer = PeerAddress(context.peer());
+  spdlog::trace("checking admin key {} from {}", TokenHint(admin_key), peer);
+  if (!limiter_->Allow(peer, admin_key)) {
+    spdlog::debug("admin key lookup rejected: too many failed lookups from {} or for {}", peer,
+                  TokenHint(admin_key));
+    return InvalidAdminKeyError();
+  }
+  absl::StatusOr<AdminCaller> caller = store_->AuthenticateAdmin(admin_key);
+  if (absl::IsUnauthenticated(caller.status())) {
+    limiter_->RecordFailure(peer, admin_key);
+    return InvalidAdminKeyError();
+  }
+  return caller;
+}
 
 grpc::Status PrivateAppServiceImpl::CreatePrivateApp(grpc::ServerContext* context,
                                                      const v1::CreatePrivateAppRequest* request,
                                                      v1::CreatePrivateAppResponse* response) {
   CallLog log("PrivateAppService/CreatePrivateApp", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
 
@@ -135,7 +147,7 @@ grpc::Status PrivateAppServiceImpl::GetPrivateApp(grpc::ServerContext* context,
                                                   const v1::GetPrivateAppRequest* request,
                                                   v1::GetPrivateAppResponse* response) {
   CallLog log("PrivateAppService/GetPrivateApp", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
@@ -146,7 +158,7 @@ grpc::Status PrivateAppServiceImpl::ListPrivateApps(grpc::ServerContext* context
                                                     const v1::ListPrivateAppsRequest* request,
                                                     v1::ListPrivateAppsResponse* response) {
   CallLog log("PrivateAppService/ListPrivateApps", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   return log.Finish(store_->ListPrivateApps(*caller, *request), response);
@@ -156,7 +168,7 @@ grpc::Status PrivateAppServiceImpl::UpdatePrivateApp(grpc::ServerContext* contex
                                                      const v1::UpdatePrivateAppRequest* request,
                                                      v1::UpdatePrivateAppResponse* response) {
   CallLog log("PrivateAppService/UpdatePrivateApp", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->private_app().id());
@@ -167,7 +179,7 @@ grpc::Status PrivateAppServiceImpl::DeletePrivateApp(grpc::ServerContext* contex
                                                      const v1::DeletePrivateAppRequest* request,
                                                      v1::DeletePrivateAppResponse* response) {
   CallLog log("PrivateAppService/DeletePrivateApp", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
@@ -178,7 +190,7 @@ grpc::Status PrivateAppServiceImpl::GetAccessToken(grpc::ServerContext* context,
                                                    const v1::GetAccessTokenRequest* request,
                                                    v1::GetAccessTokenResponse* response) {
   CallLog log("PrivateAppService/GetAccessToken", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
@@ -189,7 +201,7 @@ grpc::Status PrivateAppServiceImpl::RotateAccessToken(grpc::ServerContext* conte
                                                       const v1::RotateAccessTokenRequest* request,
                                                       v1::RotateAccessTokenResponse* response) {
   CallLog log("PrivateAppService/RotateAccessToken", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
@@ -200,7 +212,7 @@ grpc::Status PrivateAppServiceImpl::EndAccessTokenOverlap(grpc::ServerContext* c
                                                           const v1::EndAccessTokenOverlapRequest* request,
                                                           v1::EndAccessTokenOverlapResponse* response) {
   CallLog log("PrivateAppService/EndAccessTokenOverlap", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
@@ -211,7 +223,7 @@ grpc::Status PrivateAppServiceImpl::CancelAccessTokenRotation(grpc::ServerContex
                                                               const v1::CancelAccessTokenRotationRequest* request,
                                                               v1::CancelAccessTokenRotationResponse* response) {
   CallLog log("PrivateAppService/CancelAccessTokenRotation", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->id());
@@ -222,7 +234,7 @@ grpc::Status PrivateAppServiceImpl::ListAuditEvents(grpc::ServerContext* context
                                                     const v1::ListAuditEventsRequest* request,
                                                     v1::ListAuditEventsResponse* response) {
   CallLog log("PrivateAppService/ListAuditEvents", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   log.set_app_id(request->app_id());
@@ -233,7 +245,7 @@ grpc::Status PrivateAppServiceImpl::GetOrganizationPolicy(grpc::ServerContext* c
                                                           const v1::GetOrganizationPolicyRequest* request,
                                                           v1::GetOrganizationPolicyResponse* response) {
   CallLog log("PrivateAppService/GetOrganizationPolicy", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   return log.Finish(store_->GetOrganizationPolicy(*caller, *request), response);
@@ -243,7 +255,7 @@ grpc::Status PrivateAppServiceImpl::UpdateOrganizationPolicy(grpc::ServerContext
                                                              const v1::UpdateOrganizationPolicyRequest* request,
                                                              v1::UpdateOrganizationPolicyResponse* response) {
   CallLog log("PrivateAppService/UpdateOrganizationPolicy", *context);
-  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context, *store_);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
   if (!caller.ok()) return log.Finish(caller.status());
   log.set_organization_id(caller->organization_id);
   return log.Finish(store_->UpdateOrganizationPolicy(*caller, *request), response);
@@ -252,7 +264,18 @@ grpc::Status PrivateAppServiceImpl::UpdateOrganizationPolicy(grpc::ServerContext
 grpc::Status TokenServiceImpl::CheckToken(grpc::ServerContext* context, const v1::CheckTokenRequest* request,
                                           v1::CheckTokenResponse* response) {
   CallLog log("TokenService/CheckToken", *context);
+  spdlog::trace("checking token {} for {}", TokenHint(request->token()), context->peer());
+  // The peer is a CRM server that checks tokens for many clients, so only
+  // the token prefix is limited here; the CRM server limits per client.
+  if (!request->token().empty() && !limiter_->Allow("", request->token())) {
+    spdlog::debug("token lookup rejected: too many failed lookups for {}", TokenHint(request->token()));
+    return log.Finish(InvalidAccessTokenError());
+  }
   absl::StatusOr<TokenClaims> claims = store_->CheckToken(request->token());
+  if (absl::IsUnauthenticated(claims.status())) {
+    limiter_->RecordFailure("", request->token());
+    return log.Finish(InvalidAccessTokenError());
+  }
   if (!claims.ok()) return log.Finish(claims.status());
 
   log.set_organization_id(claims->organization_id);
@@ -328,10 +351,11 @@ AuthServer::AuthServer(MysqlPool* pool, const Secrets& secrets, const AuthServer
                                absl::FormatDuration(kMaxPublishWait));
                }
              }),
+      limiter_(options.credential_limiter),
       tailer_(&store_, TailerOptions(options)),
       streams_(&store_, &tailer_, options.invalidation_heartbeat_interval),
-      private_apps_(&store_),
-      tokens_(&store_, &streams_) {}
+      private_apps_(&store_, &limiter_),
+      tokens_(&store_, &streams_, &limiter_) {}
 
 absl::StatusOr<std::unique_ptr<AuthServer>> AuthServer::Start(const AuthServerOptions& options,
                                                               MysqlPool* pool, const Secrets& secrets) {
@@ -342,31 +366,49 @@ absl::StatusOr<std::unique_ptr<AuthServer>> AuthServer::Start(const AuthServerOp
   AuthServer* started = auth_server.get();
   started->tailer_.Start([started] { started->streams_.SendDue(); });
 
+  auto credentials_or_plaintext = [](const std::shared_ptr<grpc::ServerCredentials>& credentials) {
+    return credentials != nullptr ? credentials : grpc::InsecureServerCredentials();
+  };
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &auth_server->port_);
+  builder.AddListeningPort(options.listen_address, credentials_or_plaintext(options.credentials),
+                           &auth_server->port_);
   // gRPC sets SO_REUSEPORT by default, which lets a second server bind a
   // port already in use and share its calls; a clash must fail instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
-  // The parse error interceptor comes first, so the metrics count the code
-  // it sets.
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(std::make_unique<ParseErrorInterceptorFactory>());
-  interceptors.push_back(auth_server->grpc_metrics_.NewInterceptorFactory());
-  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  builder.experimental().SetInterceptorCreators(auth_server->NewInterceptorFactories());
   builder.RegisterService(&auth_server->private_apps_);
-  builder.RegisterService(&auth_server->tokens_);
   auth_server->server_ = builder.BuildAndStart();
   if (auth_server->server_ == nullptr || auth_server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address,
                                                "; is the address valid and the port free?"));
   }
 
+  // A separate server, because gRPC serves every registered service on
+  // every port of one server.
+  grpc::ServerBuilder internal_builder;
+  internal_builder.AddListeningPort(options.internal_listen_address,
+                                    credentials_or_plaintext(options.internal_credentials),
+                                    &auth_server->internal_port_);
+  internal_builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  internal_builder.SetMaxReceiveMessageSize(kMaxReceiveMessageBytes);
+  internal_builder.experimental().SetInterceptorCreators(auth_server->NewInterceptorFactories());
+  internal_builder.RegisterService(&auth_server->tokens_);
+  auth_server->internal_server_ = internal_builder.BuildAndStart();
+  if (auth_server->internal_server_ == nullptr || auth_server->internal_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.internal_listen_address,
+                                               " (internal port); is the address valid and the port free?"));
+  }
+
   if (grpc::HealthCheckServiceInterface* health = auth_server->server_->GetHealthCheckService()) {
     health->SetServingStatus(v1::PrivateAppService::service_full_name(), true);
-    health->SetServingStatus(v1::TokenService::service_full_name(), true);
     auth_server->health_monitor_ =
         std::make_unique<HealthMonitor>("auth server", health, [pool] { return pool->IsReachable(); });
+  }
+  if (grpc::HealthCheckServiceInterface* health = auth_server->internal_server_->GetHealthCheckService()) {
+    health->SetServingStatus(v1::TokenService::service_full_name(), true);
+    auth_server->internal_health_monitor_ =
+        std::make_unique<HealthMonitor>("auth internal listener", health, [pool] { return pool->IsReachable(); });
   }
 
   started->metrics_.Add([started](PrometheusText& out) { started->grpc_metrics_.Collect(out); });
@@ -384,6 +426,16 @@ absl::StatusOr<std::unique_ptr<AuthServer>> AuthServer::Start(const AuthServerOp
   return auth_server;
 }
 
+std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+AuthServer::NewInterceptorFactories() {
+  // The parse error interceptor comes first, so the metrics count the code
+  // it sets.
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<ParseErrorInterceptorFactory>());
+  interceptors.push_back(grpc_metrics_.NewInterceptorFactory());
+  return interceptors;
+}
+
 AuthServer::~AuthServer() {
   if (server_ != nullptr) Shutdown();
 }
@@ -391,15 +443,23 @@ AuthServer::~AuthServer() {
 void AuthServer::Shutdown(absl::Duration grace) {
   if (shut_down_.exchange(true)) return;
   metrics_http_.reset();
-  health_monitor_.reset();  // So that it cannot report SERVING again.
-  if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
-    health->SetServingStatus(false);
+  // So that they cannot report SERVING again.
+  health_monitor_.reset();
+  internal_health_monitor_.reset();
+  for (grpc::Server* server : {server_.get(), internal_server_.get()}) {
+    if (server == nullptr) continue;
+    if (grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService()) {
+      health->SetServingStatus(false);
+    }
   }
   // Streams never end on their own, so end them first; otherwise the server
   // would wait the whole grace period and then cancel them.
   streams_.Shutdown();
-  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
+  auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace);
+  server_->Shutdown(deadline);
+  if (internal_server_ != nullptr) internal_server_->Shutdown(deadline);
   server_->Wait();
+  if (internal_server_ != nullptr) internal_server_->Wait();
   tailer_.Stop();
 }
 

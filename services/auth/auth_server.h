@@ -8,6 +8,15 @@
 // organization and app ids when known, and the peer. Tokens and keys are
 // never logged. AuthServer reads no flags, so tests start it in-process.
 //
+// PrivateAppService and TokenService listen on separate ports: the public
+// listener serves admin clients, the internal one the CRM servers, so that
+// the internal one can require client certificates (mutual TLS) and network
+// rules can admit only CRM servers to it. Both also serve health and
+// reflection.
+//
+// Failed admin key and token lookups are rate limited (credential_limiter.h)
+// and all answer with one UNAUTHENTICATED message per credential kind.
+//
 // WatchInvalidations runs on the callback API (invalidation_stream.h) while
 // the other methods stay synchronous. Each AuthServer tails the shared
 // invalidation log itself (invalidation_tailer.h), so any instance serves
@@ -21,9 +30,11 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/credential_limiter.h"
 #include "common/health_monitor.h"
 #include "common/mysql_pool.h"
 #include "common/metrics.h"
@@ -42,8 +53,8 @@ inline constexpr int kMaxReceiveMessageBytes = 1024 * 1024;
 
 class PrivateAppServiceImpl final : public v1::PrivateAppService::Service {
  public:
-  // `store` must outlive the service.
-  explicit PrivateAppServiceImpl(AuthStore* store) : store_(store) {}
+  // `store` and `limiter` must outlive the service.
+  PrivateAppServiceImpl(AuthStore* store, CredentialLimiter* limiter) : store_(store), limiter_(limiter) {}
 
   grpc::Status CreatePrivateApp(grpc::ServerContext* context, const v1::CreatePrivateAppRequest* request,
                                 v1::CreatePrivateAppResponse* response) override;
@@ -73,14 +84,20 @@ class PrivateAppServiceImpl final : public v1::PrivateAppService::Service {
                                         v1::UpdateOrganizationPolicyResponse* response) override;
 
  private:
+  // Returns the organization of the call's admin key, or the one
+  // UNAUTHENTICATED answer for every kind of bad key.
+  absl::StatusOr<AdminCaller> AuthenticateAdmin(const grpc::ServerContext& context);
+
   AuthStore* const store_;
+  CredentialLimiter* const limiter_;
 };
 
 class TokenServiceImpl final
     : public v1::TokenService::WithCallbackMethod_WatchInvalidations<v1::TokenService::Service> {
  public:
-  // `store` and `streams` must outlive the service.
-  TokenServiceImpl(AuthStore* store, InvalidationStreams* streams) : store_(store), streams_(streams) {}
+  // `store`, `streams` and `limiter` must outlive the service.
+  TokenServiceImpl(AuthStore* store, InvalidationStreams* streams, CredentialLimiter* limiter)
+      : store_(store), streams_(streams), limiter_(limiter) {}
 
   grpc::Status CheckToken(grpc::ServerContext* context, const v1::CheckTokenRequest* request,
                           v1::CheckTokenResponse* response) override;
@@ -92,12 +109,22 @@ class TokenServiceImpl final
  private:
   AuthStore* const store_;
   InvalidationStreams* const streams_;
+  CredentialLimiter* const limiter_;
 };
 
 struct AuthServerOptions {
   // host:port to listen on, such as "127.0.0.1:50051"; port 0 picks a free
   // port, which AuthServer::port() then reports.
   std::string listen_address = "127.0.0.1:0";
+  // host:port of the internal listener (TokenService); port 0 picks a free
+  // port, which AuthServer::internal_port() then reports.
+  std::string internal_listen_address = "127.0.0.1:0";
+  // Credentials of the public and the internal listener (common/tls.h);
+  // null means plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  std::shared_ptr<grpc::ServerCredentials> internal_credentials;
+  // Limits on failed admin key and token lookups.
+  CredentialLimiterOptions credential_limiter;
   // Sources of randomness and time for tokens and timestamps; tests may
   // inject deterministic ones. Outside tests keep the defaults.
   RandomSource random = RandomBytes;
@@ -127,9 +154,7 @@ struct AuthServerOptions {
 // A running auth server. Stops on Shutdown() or destruction.
 class AuthServer {
  public:
-  // Builds and starts the server with insecure credentials.
-  // TODO: serve TLS (and mTLS for TokenService) once common/ has the TLS setup.
-  // `pool` must outlive the server. Fails with INVALID_ARGUMENT for invalid
+  // Builds and starts both listeners. `pool` must outlive the server. Fails with INVALID_ARGUMENT for invalid
   // invalidation options and with UNAVAILABLE when the address cannot be
   // bound.
   static absl::StatusOr<std::unique_ptr<AuthServer>> Start(const AuthServerOptions& options, MysqlPool* pool,
@@ -139,11 +164,17 @@ class AuthServer {
   AuthServer(const AuthServer&) = delete;
   AuthServer& operator=(const AuthServer&) = delete;
 
-  // The bound TCP port.
+  // The bound TCP ports of the public and the internal listener.
   int port() const { return port_; }
   // The bound metrics port, or -1 when metrics are off.
   int metrics_port() const { return metrics_http_ ? metrics_http_->port() : -1; }
+  int internal_port() const { return internal_port_; }
   grpc::Server& server() { return *server_; }
+
+  // Lookups the credential limiter has refused, and credential lookups
+  // that reached the database, since start-up.
+  int64_t refused_lookups() const { return limiter_.refused(); }
+  int64_t credential_lookups() const { return store_.credential_lookups(); }
 
   // Marks health NOT_SERVING, ends every WatchInvalidations stream with
   // UNAVAILABLE, stops accepting calls and waits up to `grace` for calls in
@@ -157,20 +188,27 @@ class AuthServer {
  private:
   AuthServer(MysqlPool* pool, const Secrets& secrets, const AuthServerOptions& options);
 
+  // The interceptors of both listeners: a fresh list per grpc::ServerBuilder.
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> NewInterceptorFactories();
+
   // Declared in dependency order: members are destroyed in reverse, so the
   // streams finish their database reads before the tailer and store go, and
   // the metrics outlive the calls their interceptor records.
   GrpcServerMetrics grpc_metrics_;
   MetricsRegistry metrics_;
   AuthStore store_;
+  CredentialLimiter limiter_;
   InvalidationTailer tailer_;
   InvalidationStreams streams_;
   PrivateAppServiceImpl private_apps_;
   TokenServiceImpl tokens_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> internal_server_;
   std::unique_ptr<HealthMonitor> health_monitor_;
   std::unique_ptr<MetricsHttpServer> metrics_http_;
+  std::unique_ptr<HealthMonitor> internal_health_monitor_;
   int port_ = 0;
+  int internal_port_ = 0;
   std::atomic<bool> shut_down_{false};
 };
 

@@ -544,6 +544,7 @@ absl::StatusOr<AdminCaller> AuthStore::AuthenticateAdmin(absl::string_view admin
   AdminCaller caller;
   std::string stored_digest;
   bool stored_under_newest = false;
+  credential_lookups_.fetch_add(1, std::memory_order_relaxed);
   absl::Status status = pool_->Run("authenticating an admin key", [&](sql::Connection& connection) {
     Statement select = Prepare(connection, absl::StrCat("SELECT id, organization_id, key_digest, digest_key_id"
                                                         " FROM admin_keys WHERE key_digest IN (",
@@ -601,6 +602,7 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
   std::vector<std::string> digests = DigestsUnderEveryKey(token);
   TokenClaims claims;
   std::optional<int64_t> expire_micros;
+  credential_lookups_.fetch_add(1, std::memory_order_relaxed);
   absl::Status status = pool_->Run("checking an access token", [&](sql::Connection& connection) {
     // One statement reads the token, the app and the log's latest sequence
     // from one InnoDB read view, under REPEATABLE READ and READ COMMITTED
@@ -608,10 +610,8 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
     // up to last_sequence and none after it.
     //
     // Rotated tokens keep their row with revoke_time set, so the statement
-    // finds them too and the caller gets TOKEN_REVOKED. That reveals nothing
-    // to someone guessing tokens, because only the holder of a token that
-    // was really issued can get it. A deleted app's tokens are deleted with it, so they
-    // are TOKEN_INVALID like a token that never existed.
+    // finds them too; the message below is for the server's log only, since
+    // TokenServiceImpl answers every failed check with the same error.
     Statement select = Prepare(connection,
                                "SELECT s.last_sequence, t.token_digest, a.organization_id, a.id, a.scope_bits, t.id,"
                                " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', t.expire_time),"
@@ -634,7 +634,7 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
     if (!rows->getBoolean(9)) {
       return WithErrorInfo(
           absl::UnauthenticatedError("the access token was rotated; use the app's current token"),
-          ErrorReason::kTokenRevoked);
+          ErrorReason::kTokenInvalid);
     }
     claims.invalidation_sequence = rows->getInt64(1);
     claims.organization_id = rows->getUInt64(3);

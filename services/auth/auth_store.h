@@ -21,6 +21,7 @@
 #ifndef CRM_SERVICES_AUTH_AUTH_STORE_H_
 #define CRM_SERVICES_AUTH_AUTH_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -150,6 +151,9 @@ class AuthStore {
   // Stores the latest use of each token in `request`, to the minute; see
   // TokenService.ReportTokenUsage.
   absl::Status ReportTokenUsage(const v1::ReportTokenUsageRequest& request);
+  // Database lookups that CheckToken and AuthenticateAdminKey have made,
+  // for tests that show which credentials never reach the database.
+  int64_t credential_lookups() const { return credential_lookups_.load(std::memory_order_relaxed); }
 
   // The PrivateAppService methods, with the codes listed in
   // proto/crm/auth/v1/private_app.proto. CreatePrivateApp returns
@@ -232,6 +236,7 @@ class AuthStore {
   const Clock clock_;
   const InvalidationCommitted on_invalidation_;
   const PageTokenCodec page_tokens_;
+  std::atomic<int64_t> credential_lookups_{0};
 };
 
 // Parses an id from the API: a positive decimal integer without sign,

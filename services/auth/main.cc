@@ -14,12 +14,26 @@
 #include "common/mysql_pool.h"
 #include "common/secrets.h"
 #include "common/server_setup.h"
+#include "common/tls.h"
 #include "services/auth/auth_server.h"
 #include "services/auth/migrations.h"
 
-ABSL_FLAG(int, port, 50051, "TCP port for gRPC; 0 picks a free port");
+ABSL_FLAG(int, port, 50051, "TCP port of PrivateAppService (admin clients); 0 picks a free port");
+ABSL_FLAG(int, internal_port, 50053,
+          "TCP port of the internal TokenService (CRM servers only), on the same host; 0 picks a free port");
 ABSL_FLAG(std::string, listen_host, "127.0.0.1",
           "Address to listen on, such as 127.0.0.1, ::1 or 0.0.0.0 for every interface");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain that both listeners present; empty serves plaintext, which only loopback "
+          "addresses accept unless --allow_insecure_plaintext is set");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA bundle for the internal port: every client (CRM server) must present a certificate that "
+          "chains to it (mutual TLS). Required with TLS on a non-loopback address unless "
+          "--allow_insecure_plaintext is set");
+ABSL_FLAG(bool, allow_insecure_plaintext, false,
+          "Allow plaintext or an internal port without client certificates on a non-loopback address, for "
+          "networks protected otherwise (such as a service mesh that adds mutual TLS)");
 ABSL_FLAG(int, invalidation_poll_interval_ms, 20,
           "Milliseconds between reads of the invalidation log; changes made through this server are read at "
           "once, other servers' changes within this interval");
@@ -62,6 +76,7 @@ int main(int argc, char** argv) {
   // Exits with status 2 and a message naming the flag on an invalid value.
   crm::ValidateFlagsOrExit("auth_server",
                            {{"port", 0, 65535},
+                            {"internal_port", 0, 65535},
                             {"metrics_port", -1, 65535},
                             {"invalidation_poll_interval_ms", 1, 60000},
                             {"invalidation_heartbeat_interval_ms", 10, 600000},
@@ -72,7 +87,31 @@ int main(int argc, char** argv) {
   crm::ConfigureLogging(absl::GetFlag(FLAGS_log_level));
   crm::LogEffectiveConfiguration("auth_server");
   int port = absl::GetFlag(FLAGS_port);
+  int internal_port = absl::GetFlag(FLAGS_internal_port);
+  if (internal_port == port && port != 0) {
+    crm::ExitWithInvalidFlag("auth_server", "internal_port", "must differ from --port");
+  }
   int window_entries = absl::GetFlag(FLAGS_invalidation_window_entries);
+
+  // Public listener: TLS without client certificates. Internal listener:
+  // the same certificate, and client certificates when a CA is given.
+  crm::TlsServerFiles tls;
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = crm::MakeServerCredentials(tls);
+  if (!credentials.ok()) Fail("invalid TLS settings", credentials.status());
+  tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> internal_credentials = crm::MakeServerCredentials(tls);
+  if (!internal_credentials.ok()) Fail("invalid TLS settings", internal_credentials.status());
+  bool loopback = crm::IsLoopbackHost(absl::GetFlag(FLAGS_listen_host));
+  bool allow_plaintext = absl::GetFlag(FLAGS_allow_insecure_plaintext);
+  absl::Status plaintext = crm::CheckPlaintextAllowed("the auth server", loopback || !tls.cert_file.empty(),
+                                                      allow_plaintext);
+  if (plaintext.ok()) {
+    plaintext = crm::CheckPlaintextAllowed("the internal port without --tls_client_ca_file",
+                                           loopback || !tls.client_ca_file.empty(), allow_plaintext);
+  }
+  if (!plaintext.ok()) Fail("refusing to start", plaintext);
 
   absl::StatusOr<crm::Secrets> secrets = crm::LoadSecrets(absl::GetFlag(FLAGS_key_file));
   if (!secrets.ok()) Fail("cannot load secrets", secrets.status());
@@ -89,6 +128,9 @@ int main(int argc, char** argv) {
 
   crm::auth::AuthServerOptions options;
   options.listen_address = ListenAddress(absl::GetFlag(FLAGS_listen_host), port);
+  options.internal_listen_address = ListenAddress(absl::GetFlag(FLAGS_listen_host), internal_port);
+  options.credentials = *credentials;
+  options.internal_credentials = *internal_credentials;
   options.invalidation_poll_interval = absl::Milliseconds(absl::GetFlag(FLAGS_invalidation_poll_interval_ms));
   options.invalidation_heartbeat_interval =
       absl::Milliseconds(absl::GetFlag(FLAGS_invalidation_heartbeat_interval_ms));
@@ -101,8 +143,12 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<crm::auth::AuthServer>> server =
       crm::auth::AuthServer::Start(options, pool->get(), *secrets);
   if (!server.ok()) Fail("cannot start the server", server.status());
-  spdlog::info("auth server listening on {}, database {}",
-               ListenAddress(absl::GetFlag(FLAGS_listen_host), (*server)->port()), database.database);
+  spdlog::info("auth server listening on {} (PrivateAppService, {}), internal {} (TokenService, {}), database {}",
+               ListenAddress(absl::GetFlag(FLAGS_listen_host), (*server)->port()),
+               tls.cert_file.empty() ? "plaintext" : "TLS",
+               ListenAddress(absl::GetFlag(FLAGS_listen_host), (*server)->internal_port()),
+               tls.cert_file.empty() ? "plaintext" : (tls.client_ca_file.empty() ? "TLS" : "mutual TLS"),
+               database.database);
   if ((*server)->metrics_port() >= 0) {
     spdlog::info("metrics at http://{}/metrics", ListenAddress(options.metrics_host, (*server)->metrics_port()));
   }

@@ -34,6 +34,13 @@ void CachingTokenChecker::Check(const std::string& token, absl::Time deadline, C
   CheckRemotely(token, std::move(digest), deadline, std::move(done), kRemoteAttempts);
 }
 
+std::optional<Claims> CachingTokenChecker::CachedClaims(const std::string& token) {
+  if (!cache_usable_()) return std::nullopt;
+  std::optional<Claims> claims = cache_->Lookup(Sha256(token));
+  if (claims.has_value()) hits_.fetch_add(1, std::memory_order_relaxed);
+  return claims;
+}
+
 void CachingTokenChecker::CheckRemotely(const std::string& token, std::string digest, absl::Time deadline,
                                         Callback done, int attempts_left) {
   remote_->Check(token, deadline,

@@ -17,11 +17,15 @@ absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptio
 
   grpc::ChannelArguments channel_arguments;
   channel_arguments.SetLoadBalancingPolicyName("round_robin");
-  std::shared_ptr<grpc::Channel> auth_channel =
-      grpc::CreateCustomChannel(options.auth_target, grpc::InsecureChannelCredentials(), channel_arguments);
+  if (!options.auth_tls_server_name.empty()) channel_arguments.SetSslTargetNameOverride(options.auth_tls_server_name);
+  std::shared_ptr<grpc::Channel> auth_channel = grpc::CreateCustomChannel(
+      options.auth_target,
+      options.auth_credentials != nullptr ? options.auth_credentials : grpc::InsecureChannelCredentials(),
+      channel_arguments);
 
   server->store_ = std::make_unique<RecordStore>(pool, PageTokenCodec(options.page_token_key));
   server->remote_checker_ = std::make_unique<RemoteTokenChecker>(auth_channel, options.token_check_timeout);
+  server->limiter_ = std::make_unique<CredentialLimiter>(options.credential_limiter);
   TokenChecker* checker = server->remote_checker_.get();
   server->token_cache_ = std::make_unique<TokenCache>(options.token_cache);
   if (options.token_cache_enabled) {
@@ -36,7 +40,8 @@ absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptio
   server->usage_->Start();
   server->workers_ = std::make_unique<WorkerPool>(options.worker_threads, options.max_queued_requests);
   server->service_ = std::make_unique<CrmServiceImpl>(server->store_.get(), checker, server->workers_.get(),
-                                                      server->usage_.get(), options.max_call_duration);
+                                                      server->limiter_.get(), server->usage_.get(),
+                                                      options.max_call_duration);
   server->status_service_ = std::make_unique<CrmStatusServiceImpl>(
       server->token_cache_.get(), server->watcher_.get(), server->caching_checker_.get());
 
@@ -45,7 +50,9 @@ absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptio
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(server->grpc_metrics_.NewInterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(
+      options.listen_address,
+      options.credentials != nullptr ? options.credentials : grpc::InsecureServerCredentials(), &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.RegisterService(server->service_.get());
   builder.RegisterService(server->status_service_.get());

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/credential_limiter.h"
 #include "common/health_monitor.h"
 #include "common/metrics.h"
 #include "common/mysql_pool.h"
@@ -33,7 +34,16 @@ struct CrmServerOptions {
   // "127.0.0.1:50051", "ipv4:127.0.0.1:50051,127.0.0.1:50061" (several
   // instances) or "dns:///auth.crm.svc:50051" (every address the name
   // resolves to). Calls are spread round robin over the instances.
-  std::string auth_target = "127.0.0.1:50051";
+  std::string auth_target = "127.0.0.1:50053";
+  // Credentials of the channel to the auth server (common/tls.h) and the
+  // name to verify its certificate against instead of the target's host;
+  // null means plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> auth_credentials;
+  std::string auth_tls_server_name;
+  // Credentials of the listener; null means plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Limits on failed token checks per client address and token prefix.
+  CredentialLimiterOptions credential_limiter;
   int worker_threads = 16;
   size_t max_queued_requests = 1024;
   // Deadline given to calls that arrive without one, and upper bound of
@@ -86,6 +96,12 @@ class CrmServer {
   int metrics_port() const { return metrics_http_ ? metrics_http_->port() : -1; }
   grpc::Server& server() { return *server_; }
 
+  // Tokens rejected by the format check, remote token checks started and
+  // checks the failed-lookup limiter refused, since start-up.
+  int64_t malformed_tokens() const { return service_->malformed_tokens(); }
+  int64_t remote_token_checks() const { return remote_checker_->remote_checks(); }
+  int64_t refused_token_checks() const { return limiter_->refused(); }
+
   // Stops accepting calls and waits up to `grace` for calls in flight.
   void Shutdown(absl::Duration grace = absl::Seconds(5));
 
@@ -100,7 +116,8 @@ class CrmServer {
   GrpcServerMetrics grpc_metrics_;
   MetricsRegistry metrics_;
   std::unique_ptr<RecordStore> store_;
-  std::unique_ptr<TokenChecker> remote_checker_;
+  std::unique_ptr<RemoteTokenChecker> remote_checker_;
+  std::unique_ptr<CredentialLimiter> limiter_;
   std::unique_ptr<TokenCache> token_cache_;
   std::unique_ptr<InvalidationWatcher> watcher_;
   std::unique_ptr<CachingTokenChecker> caching_checker_;

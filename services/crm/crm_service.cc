@@ -14,6 +14,7 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/text.h"
+#include "common/token.h"
 #include "crm/data/v1/annotations.pb.h"
 #include "crm/data/v1/crm_service.pb.h"
 #include "google/protobuf/message.h"
@@ -168,11 +169,13 @@ absl::StatusOr<MethodSpec> SpecForMethod(const MethodDescriptor* method) {
 }
 
 CrmServiceImpl::CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
-                               TokenUsageRecorder* usage, absl::Duration max_call_duration)
+                               CredentialLimiter* limiter, TokenUsageRecorder* usage,
+                               absl::Duration max_call_duration)
     : store_(store),
       token_checker_(token_checker),
       workers_(workers),
       usage_(usage),
+      limiter_(limiter),
       max_call_duration_(max_call_duration) {
   const google::protobuf::ServiceDescriptor* service =
       crm::data::v1::CreateLeadRequest::descriptor()->file()->FindServiceByName("CrmService");
@@ -236,10 +239,43 @@ grpc::ServerUnaryReactor* CrmServiceImpl::Handle(const MethodSpec& spec, grpc::C
   unchecked.scopes = ~ScopeMask{0};
   Authorize(call, unchecked);
 #else
-  token_checker_->Check(token, call->deadline,
-                        [this, call](absl::StatusOr<Claims> claims) { Authorize(call, std::move(claims)); });
+  CheckToken(call, std::move(token));
 #endif
   return reactor;
+}
+
+void CrmServiceImpl::CheckToken(const std::shared_ptr<Call>& call, std::string token) {
+  std::string peer = PeerAddress(call->context->peer());
+  spdlog::trace("checking token {} for {} from {}", TokenHint(token), call->spec->path, peer);
+  // The checksum is public (common/token.h), so rejecting a bad one sooner
+  // than an unknown token tells the caller nothing it could not compute.
+  if (!ValidateTokenFormat(TokenKind::kAppToken, token).ok()) {
+    malformed_tokens_.fetch_add(1, std::memory_order_relaxed);
+    limiter_->RecordFailure(peer, token);
+    call->Finish(InvalidAccessTokenError());
+    return;
+  }
+  // A cached valid token passes even from a limited peer, so clients that
+  // share an address with a guesser keep working while the cache is current.
+  if (std::optional<Claims> cached = token_checker_->CachedClaims(token)) {
+    Authorize(call, *std::move(cached));
+    return;
+  }
+  // TODO: delay the responses to a limited peer, so a closed-loop guesser
+  // sends fewer calls; today each refused call still costs a full gRPC
+  // round trip and its log line.
+  if (!limiter_->Allow(peer, token)) {
+    spdlog::debug("token check rejected: too many failed checks from {} or for {}", peer, TokenHint(token));
+    call->Finish(InvalidAccessTokenError());
+    return;
+  }
+  token_checker_->Check(token, call->deadline, [this, call, peer, token](absl::StatusOr<Claims> claims) {
+    if (absl::IsUnauthenticated(claims.status())) {
+      limiter_->RecordFailure(peer, token);
+      claims = InvalidAccessTokenError();
+    }
+    Authorize(call, std::move(claims));
+  });
 }
 
 void CrmServiceImpl::Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims> claims) {

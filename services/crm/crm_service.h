@@ -5,7 +5,12 @@
 // the token's claims without the worker pool or the database.
 //
 // Each call reads the bearer token and verifies it without blocking the gRPC
-// thread. A bad token or missing scope is rejected with UNAUTHENTICATED or
+// thread. A token with a bad format or checksum is rejected before any
+// remote check or database query. A token not in the cache is checked
+// remotely only while the caller's peer address and the token's prefix are
+// under the failed-lookup limit (common/credential_limiter.h). Every failed
+// check answers with the same UNAUTHENTICATED message. A bad token or
+// missing scope is rejected with UNAUTHENTICATED or
 // PERMISSION_DENIED before the request is parsed. The database work then runs
 // on the bounded worker pool, or the call gets RESOURCE_EXHAUSTED when the
 // pool's queue is full.
@@ -14,10 +19,12 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/credential_limiter.h"
 #include "common/scopes.h"
 #include "common/worker_pool.h"
 #include "crm/data/v1/crm_service.grpc.pb.h"
@@ -57,17 +64,23 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
  public:
   // Aborts when a method's spec cannot be built, so a proto change that
   // omits a scope cannot start serving.
-  // `usage`, when not null, records every accepted token. A call's
-  // deadline is its own or `max_call_duration` after it arrived, whichever
-  // is sooner; its database statements end by then.
+  // `limiter` counts failed token checks; `usage`, when not null, records
+  // every accepted token. A call's deadline is its own or
+  // `max_call_duration` after it arrived, whichever is sooner; its database
+  // statements end by then. Every argument must outlive the service.
   CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
-                 TokenUsageRecorder* usage = nullptr, absl::Duration max_call_duration = absl::Seconds(30));
+                 CredentialLimiter* limiter, TokenUsageRecorder* usage = nullptr,
+                 absl::Duration max_call_duration = absl::Seconds(30));
+
+  // Tokens rejected by the format check, which costs no remote call.
+  int64_t malformed_tokens() const { return malformed_tokens_.load(std::memory_order_relaxed); }
 
  private:
   struct Call;
 
   grpc::ServerUnaryReactor* Handle(const MethodSpec& spec, grpc::CallbackServerContext* context,
                                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response);
+  void CheckToken(const std::shared_ptr<Call>& call, std::string token);
   void Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims> claims);
   absl::Status Execute(Call& call);
 
@@ -75,8 +88,10 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
   TokenChecker* const token_checker_;
   WorkerPool* const workers_;
   TokenUsageRecorder* const usage_;
+  CredentialLimiter* const limiter_;
   const absl::Duration max_call_duration_;
   std::vector<MethodSpec> specs_;
+  std::atomic<int64_t> malformed_tokens_{0};
 };
 
 }  // namespace crm::data

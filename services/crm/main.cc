@@ -9,13 +9,31 @@
 #include "common/migrations.h"
 #include "common/secrets.h"
 #include "common/server_setup.h"
+#include "common/tls.h"
 #include "services/crm/crm_server.h"
 #include "services/crm/migrations.h"
 
 ABSL_FLAG(std::string, listen_host, "127.0.0.1", "Address to listen on; 0.0.0.0 for every interface");
 ABSL_FLAG(int, port, 50052, "TCP port of CrmService; 0 picks a free port");
-ABSL_FLAG(std::string, auth_target, "127.0.0.1:50051",
-          "gRPC target of the auth server, e.g. 127.0.0.1:50051 or dns:///auth:50051 (round robin)");
+ABSL_FLAG(std::string, auth_target, "127.0.0.1:50053",
+          "gRPC target of the auth server's internal port, e.g. 127.0.0.1:50053 or dns:///auth:50053 (round "
+          "robin)");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain of the CrmService listener; empty serves plaintext, which only loopback "
+          "addresses accept unless --allow_insecure_plaintext is set");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
+ABSL_FLAG(std::string, auth_tls_ca_file, "",
+          "PEM CA bundle that the auth server's certificate must chain to; set it to reach the auth server "
+          "over TLS. Empty uses plaintext, which only a loopback --auth_target accepts unless "
+          "--allow_insecure_plaintext is set");
+ABSL_FLAG(std::string, auth_tls_cert_file, "",
+          "PEM client certificate chain presented to the auth server (mutual TLS)");
+ABSL_FLAG(std::string, auth_tls_key_file, "", "PEM private key of --auth_tls_cert_file");
+ABSL_FLAG(std::string, auth_tls_server_name, "",
+          "Name to verify the auth server's certificate against instead of the host in --auth_target");
+ABSL_FLAG(bool, allow_insecure_plaintext, false,
+          "Allow a plaintext listener or auth channel on a non-loopback address, for networks protected "
+          "otherwise (such as a service mesh that adds mutual TLS)");
 ABSL_FLAG(int, worker_threads, 16, "Threads that run database work");
 ABSL_FLAG(int, max_queued_requests, 1024, "Calls that may wait for a worker before RESOURCE_EXHAUSTED");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
@@ -68,6 +86,30 @@ int main(int argc, char** argv) {
   crm::ConfigureLogging(absl::GetFlag(FLAGS_log_level));
   crm::LogEffectiveConfiguration("crm_server");
 
+  crm::TlsServerFiles tls;
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = crm::MakeServerCredentials(tls);
+  if (!credentials.ok()) return Fail(credentials.status(), "reading the TLS settings");
+  crm::TlsChannelFiles auth_tls;
+  auth_tls.ca_file = absl::GetFlag(FLAGS_auth_tls_ca_file);
+  auth_tls.cert_file = absl::GetFlag(FLAGS_auth_tls_cert_file);
+  auth_tls.key_file = absl::GetFlag(FLAGS_auth_tls_key_file);
+  auth_tls.server_name = absl::GetFlag(FLAGS_auth_tls_server_name);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> auth_credentials =
+      crm::MakeChannelCredentials(auth_tls);
+  if (!auth_credentials.ok()) return Fail(auth_credentials.status(), "reading the auth TLS settings");
+  bool allow_plaintext = absl::GetFlag(FLAGS_allow_insecure_plaintext);
+  absl::Status plaintext = crm::CheckPlaintextAllowed(
+      "the CRM server", !tls.cert_file.empty() || crm::IsLoopbackHost(absl::GetFlag(FLAGS_listen_host)),
+      allow_plaintext);
+  if (plaintext.ok()) {
+    plaintext = crm::CheckPlaintextAllowed(
+        "the channel to --auth_target",
+        !auth_tls.ca_file.empty() || crm::IsLoopbackTarget(absl::GetFlag(FLAGS_auth_target)), allow_plaintext);
+  }
+  if (!plaintext.ok()) return Fail(plaintext, "refusing to start");
+
   absl::StatusOr<crm::Secrets> secrets = crm::LoadSecrets(absl::GetFlag(FLAGS_key_file));
   if (!secrets.ok()) return Fail(secrets.status(), "loading secrets");
   spdlog::info("loaded keys: {}", crm::DescribeSecrets(*secrets));
@@ -83,6 +125,9 @@ int main(int argc, char** argv) {
   crm::data::CrmServerOptions options;
   options.listen_address = absl::StrCat(absl::GetFlag(FLAGS_listen_host), ":", absl::GetFlag(FLAGS_port));
   options.auth_target = absl::GetFlag(FLAGS_auth_target);
+  options.credentials = *credentials;
+  options.auth_credentials = *auth_credentials;
+  options.auth_tls_server_name = auth_tls.server_name;
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   options.max_queued_requests = static_cast<size_t>(absl::GetFlag(FLAGS_max_queued_requests));
   options.max_call_duration = absl::Seconds(absl::GetFlag(FLAGS_max_call_seconds));
@@ -100,8 +145,10 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<crm::data::CrmServer>> server = crm::data::CrmServer::Start(options, pool->get());
   if (!server.ok()) return Fail(server.status(), "starting the server");
 
-  spdlog::info("crm server listening on {}:{} (database {}, auth service {})", absl::GetFlag(FLAGS_listen_host),
-               (*server)->port(), database.database, options.auth_target);
+  spdlog::info("crm server listening on {}:{} ({}; database {}, auth service {} over {})",
+               absl::GetFlag(FLAGS_listen_host), (*server)->port(), tls.cert_file.empty() ? "plaintext" : "TLS",
+               database.database, options.auth_target,
+               auth_tls.ca_file.empty() ? "plaintext" : (auth_tls.cert_file.empty() ? "TLS" : "mutual TLS"));
   if ((*server)->metrics_port() >= 0) {
     spdlog::info("metrics at http://{}:{}/metrics", options.metrics_host, (*server)->metrics_port());
   }

@@ -53,6 +53,7 @@ void RemoteTokenChecker::Check(const std::string& token, absl::Time deadline, Ca
     done(format);
     return;
   }
+  remote_checks_.fetch_add(1, std::memory_order_relaxed);
   auto pending = std::make_shared<PendingCheck>();
   pending->request.set_token(token);
   pending->done = std::move(done);
@@ -63,8 +64,8 @@ void RemoteTokenChecker::Check(const std::string& token, absl::Time deadline, Ca
                                  pending->done(ClaimsFromResponse(pending->response));
                                  return;
                                }
-                               // The auth server's reason (TOKEN_INVALID, TOKEN_REVOKED, ...)
-                               // reaches the CRM caller unchanged.
+                               // The auth server's reason (TOKEN_INVALID) reaches the CRM
+                               // caller unchanged.
                                if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
                                  absl::Status rejected = FromGrpcStatus(status);
                                  if (GetErrorReason(rejected).empty()) {

@@ -6,9 +6,11 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -44,6 +46,10 @@ class TokenChecker {
   // thread, with the claims, UNAUTHENTICATED for a token that does not
   // verify, or UNAVAILABLE when the verdict cannot be had by `deadline`.
   virtual void Check(const std::string& token, absl::Time deadline, Callback done) = 0;
+
+  // Returns the claims of `token` when they are at hand without a remote
+  // call (a current cache entry), and nullopt otherwise.
+  virtual std::optional<Claims> CachedClaims(const std::string& token) { return std::nullopt; }
 };
 
 // Asks TokenService.CheckToken over `channel` for every check, without
@@ -55,8 +61,12 @@ class RemoteTokenChecker : public TokenChecker {
 
   void Check(const std::string& token, absl::Time deadline, Callback done) override;
 
+  // Remote checks started so far.
+  int64_t remote_checks() const { return remote_checks_.load(std::memory_order_relaxed); }
+
  private:
   std::unique_ptr<crm::auth::v1::TokenService::Stub> stub_;
+  std::atomic<int64_t> remote_checks_{0};
   const absl::Duration max_check_time_;
 };
 

@@ -27,7 +27,8 @@ import shutil
 import subprocess
 import sys
 
-from deploy_common import Checker, yaml, default_port, environment_names, shutdown_grace_seconds
+from deploy_common import (Checker, yaml, default_internal_port, default_port, environment_names,
+                           shutdown_grace_seconds)
 
 SKIPPED = 77
 # Image target -> the server binary it runs.
@@ -279,7 +280,7 @@ def check_compose(root, stages, checker):
     crm = services.get(by_target.get("crm-server"), {})
     auth_name = by_target.get("auth-server")
     target = str((crm.get("environment") or {}).get("CRM_AUTH_TARGET", ""))
-    expected = f"dns:///{auth_name}:{default_port(root, 'auth_server')}"
+    expected = f"dns:///{auth_name}:{default_internal_port(root)}"
     checker.check(target == expected, f"compose.yaml: CRM_AUTH_TARGET is {target!r}, expected {expected!r}")
     checker.check(auth_name in (crm.get("depends_on") or {}), "compose.yaml: the CRM service must depend on auth")
 

@@ -12,9 +12,10 @@ Each Deployment must have:
   that the server reads;
 - a headless Service, a PodDisruptionBudget that allows one eviction and an
   autoscaling/v2 HorizontalPodAutoscaler.
-Across files, the NetworkPolicy must admit only CRM pods to the auth
-server's port, and the CRM server's auth target must be the headless
-internal auth Service. Every Secret must contain placeholders only, and
+The auth container must also expose the server's internal (TokenService)
+port as a port named internal. Across files, the NetworkPolicy must admit
+only CRM pods to that port, and the CRM server's auth target must be the
+headless internal auth Service on it. Every Secret must contain placeholders only, and
 kustomization.yaml must apply every manifest except the Secrets.
 """
 
@@ -24,7 +25,8 @@ import pathlib
 import re
 import sys
 
-from deploy_common import Checker, yaml, default_port, environment_names, shutdown_grace_seconds
+from deploy_common import (Checker, yaml, default_internal_port, default_port, environment_names,
+                           shutdown_grace_seconds)
 
 # Deployment name -> the server binary it runs.
 SERVERS = {"auth-server": "auth_server", "crm-server": "crm_server"}
@@ -125,7 +127,7 @@ def container_environment(container, documents, checker, context):
 
 
 def check_container(root, server, container, pod_spec, documents, checker, context):
-    """Checks one server container; returns its gRPC port or None."""
+    """Checks one server container; returns its ports by name."""
     ports = {port.get("name"): port["containerPort"] for port in container.get("ports") or []}
     grpc_port = ports.get("grpc")
     checker.check(grpc_port is not None, f"{context}: needs a container port named grpc")
@@ -180,6 +182,11 @@ def check_container(root, server, container, pod_spec, documents, checker, conte
     configured_port = int(environment.get("CRM_PORT") or default_port(root, server))
     checker.check(configured_port == grpc_port,
                   f"{context}: the server listens on {configured_port} but the grpc container port is {grpc_port}")
+    if server == "auth_server":
+        internal_port = int(environment.get("CRM_INTERNAL_PORT") or default_internal_port(root))
+        checker.check(ports.get("internal") == internal_port,
+                      f"{context}: the internal port {internal_port} (TokenService) needs a container port named "
+                      f"internal, found {ports.get('internal')}")
 
     drain = shutdown_grace_seconds(root, server, environment)
     pre_stop = ((container.get("lifecycle") or {}).get("preStop") or {}).get("exec", {}).get("command") or []
@@ -188,7 +195,7 @@ def check_container(root, server, container, pod_spec, documents, checker, conte
     checker.check(grace > pre_stop_seconds + drain,
                   f"{context}: terminationGracePeriodSeconds {grace} must exceed the preStop sleep "
                   f"({pre_stop_seconds} s) plus the server's SIGTERM drain ({drain} s)")
-    return grpc_port
+    return ports
 
 
 def check_deployment(root, deployment, documents, checker):
@@ -214,10 +221,11 @@ def check_deployment(root, deployment, documents, checker):
 
     containers = pod_spec.get("containers") or []
     checker.check(len(containers) == 1, f"Deployment {name}: expected exactly one container")
-    grpc_port = None
+    ports = {}
     for container in containers:
-        grpc_port = check_container(root, server, container, pod_spec, documents, checker,
-                                    f"Deployment {name} container {container.get('name')}")
+        ports = check_container(root, server, container, pod_spec, documents, checker,
+                                f"Deployment {name} container {container.get('name')}")
+    grpc_port = ports.get("grpc")
 
     services = [s for s in by_kind(documents, "Service")
                 if s["spec"].get("selector") and labels_match(s["spec"]["selector"], labels)]
@@ -228,8 +236,8 @@ def check_deployment(root, deployment, documents, checker):
                       f"Service {service_name}: must be headless (clusterIP: None) for client-side round robin")
         for port in service["spec"].get("ports") or []:
             target = port.get("targetPort", port.get("port"))
-            checker.check(target in ("grpc", grpc_port),
-                          f"Service {service_name}: targetPort {target} is not the gRPC port of {name}")
+            checker.check(target in set(ports) | set(ports.values()),
+                          f"Service {service_name}: targetPort {target} is not a container port of {name}")
 
     budgets = [b for b in by_kind(documents, "PodDisruptionBudget")
                if labels_match((b["spec"].get("selector") or {}).get("matchLabels"), labels)
@@ -257,7 +265,7 @@ def check_deployment(root, deployment, documents, checker):
         checker.check(autoscaler["spec"].get("maxReplicas", 0) >= minimum,
                       f"HorizontalPodAutoscaler of {name}: maxReplicas must be at least minReplicas")
         checker.check(autoscaler["spec"].get("metrics"), f"HorizontalPodAutoscaler of {name}: needs metrics")
-    return labels, grpc_port
+    return labels, ports
 
 
 def rule_covers_port(rule, port):
@@ -266,7 +274,7 @@ def rule_covers_port(rule, port):
         return True  # a rule without ports admits every port
     for entry in ports:
         number = entry.get("port")
-        if number is None or number == "grpc":
+        if number is None or number in ("grpc", "internal"):
             return True
         if isinstance(number, int) and number <= port <= entry.get("endPort", number):
             return True
@@ -321,7 +329,7 @@ def check_auth_target(documents, auth_labels, auth_port, checker):
                   f"Service {service_name}: must select the auth pods")
     checker.check(service["spec"].get("clusterIP") == "None", f"Service {service_name}: must be headless")
     # Headless Services do no port mapping: clients connect to the pod port.
-    checker.check(port == auth_port, f"CRM_AUTH_TARGET port {port} is not the auth gRPC port {auth_port}")
+    checker.check(port == auth_port, f"CRM_AUTH_TARGET port {port} is not the auth internal port {auth_port}")
 
 
 def check_secrets(documents, checker):
@@ -381,10 +389,14 @@ def main():
             pods[name] = result
 
     if "auth-server" in pods and "crm-server" in pods:
-        auth_labels, auth_port = pods["auth-server"]
+        auth_labels, auth_ports = pods["auth-server"]
         crm_labels, _ = pods["crm-server"]
-        check_network_policy(documents, auth_labels, auth_port, crm_labels, checker)
-        check_auth_target(documents, auth_labels, auth_port, checker)
+        # TokenService, which only CRM servers may reach.
+        auth_port = auth_ports.get("internal")
+        # A missing internal port is already reported by check_container.
+        if auth_port is not None:
+            check_network_policy(documents, auth_labels, auth_port, crm_labels, checker)
+            check_auth_target(documents, auth_labels, auth_port, checker)
     check_secrets(documents, checker)
     checker.finish()
 

@@ -72,6 +72,11 @@ def default_port(root, server):
     return int(read_flags(root, server)["port"])
 
 
+def default_internal_port(root):
+    """The auth server's internal (TokenService) port."""
+    return int(read_flags(root, "auth_server")["internal_port"])
+
+
 def shutdown_grace_seconds(root, server, environment):
     """Returns how long `server` drains calls after SIGTERM, in seconds.
 

@@ -4,10 +4,11 @@
 #
 #   start_stack REPO_ROOT BUILD_DIR STATE_DIR
 #
-# It uses the binaries already built in BUILD_DIR. On success it sets
-# STACK_AUTH_PORT and STACK_CRM_PORT, exports RUN_STATE_DIR and RUN_BUILD_DIR
-# (so tools/crmctl.sh reaches this stack's database), and sets an EXIT trap
-# that calls stop_stack. A caller that needs its own EXIT trap must call
+# It uses the binaries already built in BUILD_DIR. The servers also read any
+# CRM_* variables the caller exports, such as CRM_TLS_CERT_FILE. On success it sets
+# STACK_AUTH_PORT, STACK_AUTH_INTERNAL_PORT and STACK_CRM_PORT, exports
+# RUN_STATE_DIR and RUN_BUILD_DIR (so tools/crmctl.sh reaches this stack's
+# database), and sets an EXIT trap that calls stop_stack. A caller that needs its own EXIT trap must call
 # stop_stack from it. On failure it prints tools/run.sh's output and
 # returns 1. The output of tools/run.sh is in STATE_DIR/run.out, the server
 # logs in STATE_DIR/auth.log and STATE_DIR/crm.log.
@@ -24,13 +25,15 @@ start_stack() {
   STACK_STATE_DIR=$state
   STACK_ROOT=$root
   STACK_AUTH_PORT=$(free_port)
+  STACK_AUTH_INTERNAL_PORT=$(free_port)
   STACK_CRM_PORT=$(free_port)
   export RUN_STATE_DIR=$state RUN_BUILD_DIR=$build
   mkdir -p "$state"
 
   # setsid keeps tools/run.sh out of the test runner's process group, so the
   # runner's signals do not stop it before stop_stack runs.
-  RUN_SKIP_BUILD=1 RUN_AUTH_PORT=$STACK_AUTH_PORT RUN_CRM_PORT=$STACK_CRM_PORT \
+  RUN_SKIP_BUILD=1 RUN_AUTH_PORT=$STACK_AUTH_PORT RUN_AUTH_INTERNAL_PORT=$STACK_AUTH_INTERNAL_PORT \
+    RUN_CRM_PORT=$STACK_CRM_PORT \
     setsid "$root/tools/run.sh" >"$state/run.out" 2>&1 &
   STACK_RUN_PID=$!
   trap stop_stack EXIT

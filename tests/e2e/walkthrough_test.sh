@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs the README walkthrough, exactly as written between the
 # walkthrough:begin and walkthrough:end markers, against servers started by
-# tools/run.sh, then checks what it printed and that no credential reached
-# a log. Only the two address lines are pointed at free ports.
+# tools/run.sh at the most verbose log level (trace), then checks what it
+# printed. It also checks that no admin key or token it produced, and no
+# key of the key file, appears in the logs, the output or a mariadb-dump of
+# both schemas. Only the two address lines are pointed at free ports.
 #
 #   tests/e2e/walkthrough_test.sh REPO_ROOT BUILD_DIR
 set -uo pipefail
@@ -14,6 +16,8 @@ rm -rf "$state"
 mkdir -p "$state"
 
 source "$root/tests/e2e/start_stack.sh"
+# Both servers and crmctl read it as --log_level.
+export CRM_LOG_LEVEL=trace
 start_stack "$root" "$build" "$state" || exit 1
 auth_port=$STACK_AUTH_PORT
 crm_port=$STACK_CRM_PORT
@@ -57,6 +61,44 @@ for credential in "${credentials[@]}"; do
     failures=$((failures + 1))
   fi
 done
+
+grep -q " trace \| debug " "$state/auth.log" "$state/crm.log" ||
+  { echo "FAIL: the servers logged nothing below info; is --log_level=trace in effect?"; failures=$((failures + 1)); }
+
+# Both schemas as stored, once as text and once with binary columns in hex,
+# taken while the servers still run.
+socket=$state/mariadb/mysqld.sock
+dump() { mariadb-dump --no-defaults --socket="$socket" -uroot --single-transaction "$@" --databases crm_auth crm_data; }
+if ! dump >"$state/dump.sql" 2>"$state/dump.err" || ! dump --hex-blob >"$state/dump-hex.sql" 2>>"$state/dump.err"; then
+  echo "FAIL: mariadb-dump failed: $(cat "$state/dump.err")"
+  failures=$((failures + 1))
+fi
+grep -q "INSERT INTO \`access_tokens\`" "$state/dump.sql" ||
+  { echo "FAIL: the dump has no access_tokens rows, so it proves nothing"; failures=$((failures + 1)); }
+
+# Searches every log, the output and both dumps for $1, also in hex (upper
+# and lower case), and reports $2 when found.
+expect_absent() {
+  local value=$1 what=$2 hex
+  hex=$(printf '%s' "$value" | od -An -tx1 | tr -d ' \n')
+  if grep -qiF -e "$value" -e "$hex" "$state"/*.log "$state/output" "$state/dump.sql" "$state/dump-hex.sql"; then
+    echo "FAIL: $what appears in a log, the output or a database dump"
+    failures=$((failures + 1))
+  fi
+}
+for credential in "${credentials[@]}"; do
+  [[ $credential =~ ^crm(adm|pat)_ ]] && expect_absent "$credential" "a credential (${credential:0:7}...)"
+done
+# Each key of the key file, in its base64 form and as hex of its 32 bytes.
+keys=0
+while read -r line; do
+  [[ -z $line || $line == \#* ]] && continue
+  name=${line%%=*} value=${line#*=}
+  keys=$((keys + 1))
+  expect_absent "$value" "$name (base64)"
+  expect_absent "$(printf '%s' "$value" | base64 -d | od -An -tx1 | tr -d ' \n')" "$name (hex)"
+done <"$state/keys.txt"
+((keys == 3)) || { echo "FAIL: expected 3 keys in $state/keys.txt, read $keys"; failures=$((failures + 1)); }
 
 if ((failures > 0)); then
   echo "--- walkthrough output ---"

@@ -117,7 +117,9 @@ TEST_F(ErrorDetailsTest, ScopeMissingListsOnlyTheMissingOnes) {
   EXPECT_EQ(Metadata(details, "required_scopes"), "LEAD:UPDATE,CONTACT:CREATE,ACCOUNT:CREATE,OPPORTUNITY:CREATE");
 }
 
-TEST_F(ErrorDetailsTest, RotatedRevokedDeletedInvalid) {
+// Rotated, deleted, unknown and mistyped tokens get one answer, so a caller
+// cannot tell which of them a string it tries is.
+TEST_F(ErrorDetailsTest, RotatedDeletedUnknownAndMistypedTokensLookAlike) {
   auto app = stack_->NewApp(admin_key_, {MakeScope(MODULE_LEAD, ACTION_READ)});
   ASSERT_EQ(GetLead(app.access_token()).error_code(), grpc::StatusCode::NOT_FOUND);
 
@@ -131,7 +133,7 @@ TEST_F(ErrorDetailsTest, RotatedRevokedDeletedInvalid) {
   ASSERT_EQ(old_token.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   Details details = ReadDetails(old_token);
   ASSERT_TRUE(details.has_info);
-  EXPECT_EQ(details.info.reason(), "TOKEN_REVOKED");
+  EXPECT_EQ(details.info.reason(), "TOKEN_INVALID");
   EXPECT_EQ(details.info.domain(), kDataDomain);
 
   crm::auth::v1::DeletePrivateAppRequest remove;
@@ -141,8 +143,15 @@ TEST_F(ErrorDetailsTest, RotatedRevokedDeletedInvalid) {
   stack_->AwaitApplied(removed.invalidation_sequence());
 
   grpc::Status deleted = GetLead(rotated.access_token());
-  ASSERT_EQ(deleted.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(ReadDetails(deleted).info.reason(), "TOKEN_INVALID");
+  grpc::Status unknown = GetLead(UnissuedCredential(TokenKind::kAppToken));
+  std::string mistyped_token = rotated.access_token();
+  mistyped_token.back() = mistyped_token.back() == 'A' ? 'B' : 'A';
+  grpc::Status mistyped = GetLead(mistyped_token);
+  for (const grpc::Status* other : {&deleted, &unknown, &mistyped}) {
+    EXPECT_EQ(other->error_code(), old_token.error_code());
+    EXPECT_EQ(other->error_message(), old_token.error_message());
+    EXPECT_EQ(other->error_details(), old_token.error_details());
+  }
 }
 
 TEST_F(ErrorDetailsTest, MissingMalformedAndUnknownTokens) {
@@ -154,9 +163,15 @@ TEST_F(ErrorDetailsTest, MissingMalformedAndUnknownTokens) {
   ASSERT_EQ(missing.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(ReadDetails(missing).info.reason(), "TOKEN_MISSING");
 
-  grpc::Status malformed = GetLead("crmpat_not_a_real_token");
+  grpc::ClientContext basic;
+  basic.AddMetadata("authorization", "Basic dXNlcjpwYXNz");
+  grpc::Status malformed = stack_->crm().GetLead(&basic, request, &response);
   ASSERT_EQ(malformed.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(ReadDetails(malformed).info.reason(), "TOKEN_MALFORMED");
+
+  grpc::Status failed_format = GetLead("crmpat_not_a_real_token");
+  ASSERT_EQ(failed_format.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(ReadDetails(failed_format).info.reason(), "TOKEN_INVALID");
 
   std::string unknown_token = UnissuedCredential(TokenKind::kAppToken);
   grpc::Status unknown = GetLead(unknown_token);
@@ -179,7 +194,15 @@ TEST_F(ErrorDetailsTest, BadAdminKeyIsAdminKeyInvalid) {
   EXPECT_EQ(status.error_details().find(unknown_key), std::string::npos) << "the details repeat the admin key";
   EXPECT_EQ(status.error_message().find(unknown_key), std::string::npos) << "the message repeats the admin key";
 
-  grpc::Status malformed = stack_->apps().ListPrivateApps(WithBearer("crmadm_short").get(), request, &response);
+  // A key that fails its format check looks like an unknown one.
+  grpc::Status mistyped = stack_->apps().ListPrivateApps(WithBearer("crmadm_short").get(), request, &response);
+  EXPECT_EQ(mistyped.error_code(), status.error_code());
+  EXPECT_EQ(mistyped.error_message(), status.error_message());
+  EXPECT_EQ(mistyped.error_details(), status.error_details());
+
+  grpc::ClientContext basic;
+  basic.AddMetadata("authorization", "Basic dXNlcjpwYXNz");
+  grpc::Status malformed = stack_->apps().ListPrivateApps(&basic, request, &response);
   ASSERT_EQ(malformed.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(ReadDetails(malformed).info.reason(), "ADMIN_KEY_MALFORMED");
 }

@@ -579,7 +579,7 @@ TEST_F(SigtermTest, CrmServerDrainsOnSigterm) {
   std::string token = stack_->NewApp(admin_key, AllScopes()).access_token();
   MysqlOptions database = stack_->data_database_options();
   std::vector<std::string> flags = CommonFlags(database);
-  flags.push_back(absl::StrCat("--auth_target=127.0.0.1:", stack_->auth_port()));
+  flags.push_back(absl::StrCat("--auth_target=127.0.0.1:", stack_->auth_internal_port()));
   flags.push_back("--shutdown_grace_seconds=3");
   ServerProcess server;
   ASSERT_TRUE(server.Start(CRM_SERVER_BINARY, flags, LogPath("crm_sigterm")));
@@ -632,7 +632,7 @@ TEST_F(SigtermTest, CrmServerStuckCallExitsAfterGrace) {
   std::string token = stack_->NewApp(admin_key, AllScopes()).access_token();
   MysqlOptions database = stack_->data_database_options();
   std::vector<std::string> flags = CommonFlags(database);
-  flags.push_back(absl::StrCat("--auth_target=127.0.0.1:", stack_->auth_port()));
+  flags.push_back(absl::StrCat("--auth_target=127.0.0.1:", stack_->auth_internal_port()));
   flags.push_back("--shutdown_grace_seconds=1");
   ServerProcess server;
   ASSERT_TRUE(server.Start(CRM_SERVER_BINARY, flags, LogPath("crm_stuck")));

@@ -163,8 +163,11 @@ class InvalidationLogTest : public ::testing::Test {
     }
     auto channel =
         grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->port()), grpc::InsecureChannelCredentials());
-    servers_.push_back(std::make_unique<ExtraAuthServer>(ExtraAuthServer{
-        *std::move(server), crm::auth::v1::PrivateAppService::NewStub(channel), TokenService::NewStub(channel)}));
+    auto internal_channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->internal_port()),
+                                                grpc::InsecureChannelCredentials());
+    servers_.push_back(std::make_unique<ExtraAuthServer>(ExtraAuthServer{*std::move(server),
+                                                                         crm::auth::v1::PrivateAppService::NewStub(channel),
+                                                                         TokenService::NewStub(internal_channel)}));
     return servers_.back().get();
   }
 

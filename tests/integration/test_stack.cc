@@ -44,6 +44,7 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
   }
   std::unique_ptr<TestStack> stack(new TestStack());
   stack->db_socket_ = options.db_socket.empty() ? std::getenv("CRM_TEST_DB_SOCKET") : options.db_socket;
+  stack->credential_limiter_ = options.credential_limiter;
   static std::atomic<int> counter{0};
   std::string suffix = absl::StrCat(getpid(), "_", counter++);
   stack->auth_database_ = absl::StrCat("test_auth_", suffix);
@@ -87,11 +88,14 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
     crm::auth::AuthServerOptions auth_options;
     auth_options.listen_address = "127.0.0.1:0";
     if (options.metrics) auth_options.metrics_port = 0;
+    auth_options.internal_listen_address = "127.0.0.1:0";
+    auth_options.credential_limiter = options.credential_limiter;
     absl::StatusOr<std::unique_ptr<crm::auth::AuthServer>> auth_server =
         crm::auth::AuthServer::Start(auth_options, stack->auth_pool_.get(), stack->secrets_);
     if (!auth_server.ok()) return auth_server.status();
-    auth_addresses.push_back(absl::StrCat("127.0.0.1:", (*auth_server)->port()));
-    auto channel = grpc::CreateChannel(auth_addresses.back(), grpc::InsecureChannelCredentials());
+    auth_addresses.push_back(absl::StrCat("127.0.0.1:", (*auth_server)->internal_port()));
+    auto channel =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*auth_server)->port()), grpc::InsecureChannelCredentials());
     stack->apps_.push_back(crm::auth::v1::PrivateAppService::NewStub(channel));
     if (i == 0) stack->generic_auth_ = std::make_unique<grpc::GenericStub>(channel);
     stack->auth_servers_.push_back(*std::move(auth_server));
@@ -106,6 +110,7 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
     crm_options.token_cache_enabled = options.token_cache;
     crm_options.invalidation_watcher.heartbeat_timeout = options.heartbeat_timeout;
     crm_options.token_usage_flush_interval = options.token_usage_flush_interval;
+    crm_options.credential_limiter = options.credential_limiter;
     if (options.metrics) crm_options.metrics_port = 0;
     if (options.adjust_crm_options) options.adjust_crm_options(crm_options);
     absl::StatusOr<std::unique_ptr<crm::data::CrmServer>> crm_server =
@@ -159,9 +164,12 @@ void TestStack::StopAuthServer(size_t index, absl::Duration grace) { auth_server
 void TestStack::StopCrmServer(size_t index, absl::Duration grace) { crm_servers_[index]->Shutdown(grace); }
 void TestStack::RestartAuthServer(size_t index) {
   int port = auth_servers_[index]->port();
+  int internal_port = auth_servers_[index]->internal_port();
   auth_servers_[index].reset();
   crm::auth::AuthServerOptions auth_options;
   auth_options.listen_address = absl::StrCat("127.0.0.1:", port);
+  auth_options.internal_listen_address = absl::StrCat("127.0.0.1:", internal_port);
+  auth_options.credential_limiter = credential_limiter_;
   absl::StatusOr<std::unique_ptr<crm::auth::AuthServer>> auth_server =
       crm::auth::AuthServer::Start(auth_options, auth_pool_.get(), secrets_);
   ASSERT_TRUE(auth_server.ok()) << "cannot restart auth server " << index << " on port " << port << ": "

@@ -43,6 +43,8 @@ struct StackOptions {
   // Applied to each CRM server's options before it starts, for tests that
   // need other limits than the defaults.
   std::function<void(crm::data::CrmServerOptions&)> adjust_crm_options;
+  // Failed-lookup limits of every auth and CRM server.
+  CredentialLimiterOptions credential_limiter;
 };
 
 class TestStack {
@@ -59,7 +61,8 @@ class TestStack {
                                                  const std::vector<crm::auth::v1::Scope>& scopes,
                                                  const std::string& display_name = "Test app");
 
-  // Stubs of the first auth and CRM server, or of server `index`.
+  // Stubs of the first auth and CRM server, or of server `index`. The auth
+  // stubs reach the public port (PrivateAppService).
   crm::auth::v1::PrivateAppService::Stub& apps(size_t index = 0) { return *apps_[index]; }
   crm::data::v1::CrmService::Stub& crm(size_t index = 0) { return *crm_[index]; }
   crm::data::v1::CrmStatusService::Stub& crm_status(size_t index = 0) { return *crm_status_[index]; }
@@ -72,6 +75,7 @@ class TestStack {
   crm::auth::AuthServer& auth_server(size_t index = 0) { return *auth_servers_[index]; }
   crm::data::CrmServer& crm_server(size_t index = 0) { return *crm_servers_[index]; }
   int auth_port(size_t index = 0) const { return auth_servers_[index]->port(); }
+  int auth_internal_port(size_t index = 0) const { return auth_servers_[index]->internal_port(); }
   int crm_port(size_t index = 0) const { return crm_servers_[index]->port(); }
 
   // Stops auth server `index` (calls in flight get `grace`); its stubs
@@ -114,6 +118,7 @@ class TestStack {
   std::unique_ptr<MysqlPool> auth_pool_;
   std::unique_ptr<MysqlPool> data_pool_;
   Secrets secrets_;
+  CredentialLimiterOptions credential_limiter_;
   std::unique_ptr<crm::auth::AuthStore> operator_store_;
   std::vector<std::unique_ptr<crm::auth::AuthServer>> auth_servers_;
   std::vector<std::unique_ptr<crm::data::CrmServer>> crm_servers_;

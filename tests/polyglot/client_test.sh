@@ -105,10 +105,13 @@ expect_services() {
 
 run_buf_curl() {
   local auth=http://127.0.0.1:$STACK_AUTH_PORT crm=http://127.0.0.1:$STACK_CRM_PORT
+  local internal=http://127.0.0.1:$STACK_AUTH_INTERNAL_PORT
   local output admin_key app_id token lead_id
 
   output=$(buf_curl --list-services "$auth" 2>&1)
-  expect_services auth "$output" crm.auth.v1.PrivateAppService crm.auth.v1.TokenService grpc.health.v1.Health
+  expect_services auth "$output" crm.auth.v1.PrivateAppService grpc.health.v1.Health
+  output=$(buf_curl --list-services "$internal" 2>&1)
+  expect_services "auth internal" "$output" crm.auth.v1.TokenService grpc.health.v1.Health
   output=$(buf_curl --list-services "$crm" 2>&1)
   expect_services CRM "$output" crm.data.v1.CrmService crm.data.v1.CrmStatusService grpc.health.v1.Health
   output=$(buf_curl --list-methods "$crm" 2>&1)
@@ -178,10 +181,10 @@ run_health() {
       "http://127.0.0.1:$port/grpc.health.v1.Health/Check" 2>&1)
     expect_json "$output" .code not_found "$server server health check of an unknown service"
   done
-  for service in crm.auth.v1.PrivateAppService crm.auth.v1.TokenService; do
-    output=$(buf_curl --schema "$schema" -d "{\"service\": \"$service\"}" \
-      "http://127.0.0.1:$STACK_AUTH_PORT/grpc.health.v1.Health/Check" 2>&1)
-    expect_json "$output" .status SERVING "auth server health check of $service reports SERVING"
+  for service in crm.auth.v1.PrivateAppService:$STACK_AUTH_PORT crm.auth.v1.TokenService:$STACK_AUTH_INTERNAL_PORT; do
+    output=$(buf_curl --schema "$schema" -d "{\"service\": \"${service%%:*}\"}" \
+      "http://127.0.0.1:${service##*:}/grpc.health.v1.Health/Check" 2>&1)
+    expect_json "$output" .status SERVING "auth server health check of ${service%%:*} reports SERVING"
   done
   # NOTE: the CRM server registers no per-service status, so a check of
   # crm.data.v1.CrmService is NOT_FOUND and only its server-wide status is

@@ -222,8 +222,8 @@ def run_walkthrough(args):
         lambda: crm.GetLead(crm_service_pb2.GetLeadRequest(id=lead.id),
                             metadata=bearer(token), timeout=RPC_TIMEOUT_SECONDS),
         grpc.StatusCode.UNAUTHENTICATED, "GetLead with the rotated-away token")
-    expect_error_info(revoked, "TOKEN_REVOKED", "data.crm.example", "GetLead with the rotated-away token")
-    print("ok: GetLead with the old token failed with UNAUTHENTICATED and ErrorInfo TOKEN_REVOKED")
+    expect_error_info(revoked, "TOKEN_INVALID", "data.crm.example", "GetLead with the rotated-away token")
+    print("ok: GetLead with the old token failed with UNAUTHENTICATED and ErrorInfo TOKEN_INVALID")
     refetched = crm.GetLead(crm_service_pb2.GetLeadRequest(id=lead.id),
                             metadata=bearer(new_token), timeout=RPC_TIMEOUT_SECONDS).lead
     expect(refetched == lead, "GetLead with the new token returned another lead")

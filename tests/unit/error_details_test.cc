@@ -49,10 +49,10 @@ TEST(ErrorDetails, ErrorInfoRoundTrip) {
 
 TEST(ErrorDetails, LaterErrorInfoReplacesEarlier) {
   absl::Status status = WithErrorInfo(absl::UnauthenticatedError("x"), ErrorReason::kTokenInvalid, {{"a", "1"}});
-  status = WithErrorInfo(status, ErrorReason::kTokenRevoked);
+  status = WithErrorInfo(status, ErrorReason::kTokenMalformed);
   std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
   ASSERT_TRUE(info.has_value());
-  EXPECT_EQ(info->reason(), "TOKEN_REVOKED");
+  EXPECT_EQ(info->reason(), "TOKEN_MALFORMED");
   EXPECT_TRUE(info->metadata().empty());
 }
 
@@ -129,13 +129,13 @@ TEST(GrpcStatus, OkHasNoDetails) {
 
 TEST(GrpcStatus, FromGrpcStatusKeepsDetailsButNotDomain) {
   absl::Status original = WithErrorInfo(absl::UnauthenticatedError("the access token was rotated"),
-                                        ErrorReason::kTokenRevoked, {{"key", "value"}});
+                                        ErrorReason::kTokenInvalid, {{"key", "value"}});
   absl::Status forwarded = FromGrpcStatus(ToGrpcStatus(original, kAuthErrorDomain));
   EXPECT_EQ(forwarded.code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(forwarded.message(), "the access token was rotated");
   std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(forwarded);
   ASSERT_TRUE(info.has_value());
-  EXPECT_EQ(info->reason(), "TOKEN_REVOKED");
+  EXPECT_EQ(info->reason(), "TOKEN_INVALID");
   EXPECT_EQ(info->domain(), "") << "the forwarding service sets its own domain";
   EXPECT_EQ(info->metadata().at("key"), "value");
 
@@ -167,8 +167,8 @@ TEST(CommonChecks, BearerReasonsFollowCredentialKind) {
 }
 
 TEST(CommonChecks, TokenFormatReasonFollowsKind) {
-  EXPECT_EQ(GetErrorReason(ValidateTokenFormat(TokenKind::kAppToken, "crmpat_short")), "TOKEN_MALFORMED");
-  EXPECT_EQ(GetErrorReason(ValidateTokenFormat(TokenKind::kAdminKey, "crmpat_short")), "ADMIN_KEY_MALFORMED");
+  EXPECT_EQ(GetErrorReason(ValidateTokenFormat(TokenKind::kAppToken, "crmpat_short")), "TOKEN_INVALID");
+  EXPECT_EQ(GetErrorReason(ValidateTokenFormat(TokenKind::kAdminKey, "crmpat_short")), "ADMIN_KEY_INVALID");
 }
 
 TEST(CommonChecks, PageTokenReasonAndField) {

@@ -22,7 +22,8 @@
 #include "tools/bench/loadgen_scenario.h"
 
 ABSL_FLAG(std::string, scenario, "",
-          "What to send: get_lead, create_lead, update_lead, list_leads, mixed, warm_tokens (CrmService); "
+          "What to send: get_lead, create_lead, update_lead, list_leads, mixed, warm_tokens, random_tokens, "
+          "unknown_tokens (CrmService); "
           "check_token, create_delete_app, rotate_token, seed_apps (auth server)");
 ABSL_FLAG(std::string, target, "", "host:port of the server under load, such as 127.0.0.1:50052");
 ABSL_FLAG(int, concurrency, 64, "Calls kept in flight");
@@ -31,6 +32,9 @@ ABSL_FLAG(double, warmup_seconds, 2, "Seconds of load before the measurement win
 ABSL_FLAG(double, seconds, 10,
           "Length of the measurement window in seconds; for warm_tokens and seed_apps, the time limit");
 ABSL_FLAG(int, deadline_ms, 10000, "Deadline of each call in milliseconds");
+ABSL_FLAG(int64_t, calls, 0,
+          "Make exactly this many calls and stop, with --seconds as the time limit; 0 keeps the scenario's own "
+          "rule (timed, or one call per input for warm_tokens and seed_apps)");
 ABSL_FLAG(std::string, tokens_file, "", "File of \"ORGANIZATION_ID APP_ID TOKEN\" lines");
 ABSL_FLAG(std::string, leads_file, "", "File of \"ORGANIZATION_ID FIRST_LEAD_ID COUNT\" lines");
 ABSL_FLAG(std::string, admin_keys_file, "", "File of \"ORGANIZATION_ID ADMIN_KEY\" lines");
@@ -193,7 +197,7 @@ int Run() {
   if (scenario.ok() && *scenario == nullptr) scenario = MakeAuthScenario(scenario_name, std::move(config));
   if (!scenario.ok()) return Fail(scenario.status().message());
   if (*scenario == nullptr) return Fail(absl::StrCat("unknown --scenario ", scenario_name, "; see --help"));
-  options.call_limit = (*scenario)->CallLimit();
+  options.call_limit = absl::GetFlag(FLAGS_calls) > 0 ? absl::GetFlag(FLAGS_calls) : (*scenario)->CallLimit();
 
   if (absl::Status connected = channels.WaitForConnected(absl::Seconds(10)); !connected.ok()) {
     return Fail(connected.message());

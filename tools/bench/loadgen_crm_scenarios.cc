@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "absl/strings/str_cat.h"
+#include "common/token.h"
 #include "tools/bench/loadgen_scenario.h"
 
 namespace crm::bench {
@@ -229,9 +230,59 @@ class WarmTokensScenario : public CrmScenario {
   }
 };
 
+// GetLead with a token that was never issued, as a credential guesser sends
+// it. random_tokens draws every character after the prefix at random, so
+// the checksum fails (all but about 1 in 62^6 of them) and the CRM server
+// rejects the token itself. unknown_tokens appends the correct checksum, so
+// the token passes the format check and meets the failed-lookup limiter and
+// the auth server. The expected answer, UNAUTHENTICATED, is reported as OK;
+// a guessed token that is accepted is reported as UNKNOWN.
+class GuessedTokenScenario : public Scenario {
+ public:
+  GuessedTokenScenario(ScenarioConfig config, bool valid_checksum)
+      : config_(std::move(config)), caller_(config_), valid_checksum_(valid_checksum) {}
+
+  void StartCall(int slot, int64_t call_index, std::mt19937_64& random, CallDone done) override {
+    AppToken guess;
+    guess.token = valid_checksum_ ? crm::GenerateToken(crm::TokenKind::kAppToken,
+                                                       [&random](size_t count) { return RandomBytes(random, count); })
+                                  : RandomCharacters(random);
+    caller_.GetLead(slot, guess, 1, [done = std::move(done)](Method method, grpc::StatusCode code) {
+      if (code == grpc::StatusCode::UNAUTHENTICATED) {
+        code = grpc::StatusCode::OK;
+      } else if (code == grpc::StatusCode::OK) {
+        code = grpc::StatusCode::UNKNOWN;
+      }
+      done(method, code);
+    });
+  }
+
+ private:
+  static std::string RandomBytes(std::mt19937_64& random, size_t count) {
+    std::string bytes(count, '\0');
+    for (char& byte : bytes) byte = static_cast<char>(std::uniform_int_distribution<int>(0, 255)(random));
+    return bytes;
+  }
+
+  static std::string RandomCharacters(std::mt19937_64& random) {
+    constexpr absl::string_view kBase62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    std::string token(crm::TokenPrefix(crm::TokenKind::kAppToken));
+    std::uniform_int_distribution<size_t> digit(0, kBase62.size() - 1);
+    while (token.size() < crm::kTokenChars) token.push_back(kBase62[digit(random)]);
+    return token;
+  }
+
+  ScenarioConfig config_;
+  CrmCaller caller_;
+  const bool valid_checksum_;
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Scenario>> MakeCrmScenario(absl::string_view name, ScenarioConfig config) {
+  if (name == "random_tokens" || name == "unknown_tokens") {
+    return std::make_unique<GuessedTokenScenario>(std::move(config), name == "unknown_tokens");
+  }
   bool needs_leads = name == "get_lead" || name == "update_lead" || name == "mixed";
   bool known = needs_leads || name == "create_lead" || name == "list_leads" || name == "warm_tokens";
   if (!known) return std::unique_ptr<Scenario>();

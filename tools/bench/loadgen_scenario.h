@@ -106,8 +106,8 @@ class Scenario : public Workload {
   virtual int64_t CallLimit() const { return 0; }
 };
 
-// CRM scenarios: get_lead, create_lead, update_lead, list_leads, mixed and
-// warm_tokens. Returns nullptr for another name and INVALID_ARGUMENT when
+// CRM scenarios: get_lead, create_lead, update_lead, list_leads, mixed,
+// warm_tokens, and random_tokens and unknown_tokens (credential guessing). Returns nullptr for another name and INVALID_ARGUMENT when
 // the config lacks what the scenario needs.
 absl::StatusOr<std::unique_ptr<Scenario>> MakeCrmScenario(absl::string_view name, ScenarioConfig config);
 
