@@ -29,23 +29,17 @@ TokenUsageRecorder::TokenUsageRecorder(std::shared_ptr<grpc::Channel> auth_chann
                                        std::function<absl::Time()> clock)
     : stub_(crm::auth::v1::TokenService::NewStub(std::move(auth_channel))),
       flush_interval_(flush_interval),
-      clock_(std::move(clock)) {}
+      clock_(std::move(clock)),
+      flusher_(flush_interval, [this] { ReportPending(); }) {}
 
 TokenUsageRecorder::~TokenUsageRecorder() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-  }
-  if (flusher_.joinable()) flusher_.join();
+  flusher_.Stop();
   if (absl::Status status = Flush(absl::Seconds(2)); !status.ok()) {
     spdlog::warn("token usage not reported at shutdown: {}", status.message());
   }
 }
 
-void TokenUsageRecorder::Start() {
-  if (flush_interval_ <= absl::ZeroDuration()) return;
-  flusher_ = std::thread([this] { Run(); });
-}
+void TokenUsageRecorder::Start() { flusher_.Start(); }
 
 void TokenUsageRecorder::Record(uint64_t token_id, absl::string_view grpc_peer) {
   if (token_id == 0) return;
@@ -101,21 +95,14 @@ int64_t TokenUsageRecorder::dropped() const {
   return dropped_;
 }
 
-void TokenUsageRecorder::Run() {
-  int64_t reported_drops = 0;
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), flush_interval_)) return;
-    }
-    if (absl::Status status = Flush(); !status.ok()) spdlog::warn("{}; retrying in {}", status.message(),
-                                                                  absl::FormatDuration(flush_interval_));
-    int64_t drops = dropped();
-    if (drops != reported_drops) {
-      spdlog::warn("{} token uses dropped since start-up because {} tokens were pending", drops,
-                   kMaxPendingTokens);
-      reported_drops = drops;
-    }
+void TokenUsageRecorder::ReportPending() {
+  if (absl::Status status = Flush(); !status.ok()) {
+    spdlog::warn("{}; retrying in {}", status.message(), absl::FormatDuration(flush_interval_));
+  }
+  int64_t drops = dropped();
+  if (drops != logged_drops_) {
+    spdlog::warn("{} token uses dropped since start-up because {} tokens were pending", drops, kMaxPendingTokens);
+    logged_drops_ = drops;
   }
 }
 

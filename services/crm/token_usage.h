@@ -19,7 +19,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -27,6 +26,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/periodic_task.h"
 #include "crm/auth/v1/token_service.grpc.pb.h"
 
 namespace crm::data {
@@ -68,7 +68,8 @@ class TokenUsageRecorder {
     std::string grpc_peer;
   };
 
-  void Run();
+  // The flush thread's task: reports, and logs failures and new drops.
+  void ReportPending();
 
   std::unique_ptr<crm::auth::v1::TokenService::Stub> stub_;
   const absl::Duration flush_interval_;
@@ -77,10 +78,12 @@ class TokenUsageRecorder {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, Use> pending_ ABSL_GUARDED_BY(mu_);
   int64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Drops already logged; read and written by the flush thread only.
+  int64_t logged_drops_ = 0;
   // Serializes reports, so a retry never overtakes a newer report.
   absl::Mutex flush_mu_;
-  std::thread flusher_;
+  // Last, so that its thread stops before the members it uses go.
+  PeriodicTask flusher_;
 };
 
 }  // namespace crm::data
