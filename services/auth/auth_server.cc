@@ -34,6 +34,10 @@ constexpr absl::Duration kMaxPublishWait = absl::Milliseconds(200);
 // deadline; their database statements end by then.
 constexpr absl::Duration kMaxCallDuration = absl::Seconds(30);
 
+// API call log rows per purge statement, so each DELETE holds its locks
+// briefly.
+constexpr int kApiCallPurgeBatchRows = 1000;
+
 // Escapes backslashes, double quotes and control characters, so a message
 // that repeats request text stays on one log line and inside its quotes.
 std::string EscapeForLog(absl::string_view text) {
@@ -261,6 +265,17 @@ grpc::Status PrivateAppServiceImpl::UpdateOrganizationPolicy(grpc::ServerContext
   return log.Finish(store_->UpdateOrganizationPolicy(*caller, *request), response);
 }
 
+grpc::Status PrivateAppServiceImpl::ListApiCalls(grpc::ServerContext* context,
+                                                 const v1::ListApiCallsRequest* request,
+                                                 v1::ListApiCallsResponse* response) {
+  CallLog log("PrivateAppService/ListApiCalls", *context);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
+  if (!caller.ok()) return log.Finish(caller.status());
+  log.set_organization_id(caller->organization_id);
+  log.set_app_id(request->app_id());
+  return log.Finish(api_calls_->List(*caller, *request), response);
+}
+
 grpc::Status TokenServiceImpl::CheckToken(grpc::ServerContext* context, const v1::CheckTokenRequest* request,
                                           v1::CheckTokenResponse* response) {
   CallLog log("TokenService/CheckToken", *context);
@@ -299,6 +314,12 @@ grpc::Status TokenServiceImpl::ReportTokenUsage(grpc::ServerContext* context,
   return log.Finish(store_->ReportTokenUsage(*request));
 }
 
+grpc::Status TokenServiceImpl::ReportApiCalls(grpc::ServerContext* context, const v1::ReportApiCallsRequest* request,
+                                              v1::ReportApiCallsResponse* response) {
+  CallLog log("TokenService/ReportApiCalls", *context);
+  return log.Finish(api_calls_->Report(*request));
+}
+
 grpc::ServerWriteReactor<v1::WatchInvalidationsResponse>* TokenServiceImpl::WatchInvalidations(
     grpc::CallbackServerContext* context, const v1::WatchInvalidationsRequest* request) {
   return streams_->Open(context, *request);
@@ -335,6 +356,10 @@ absl::Status ValidateInvalidationOptions(const AuthServerOptions& options) {
                      absl::FormatDuration(options.invalidation_retention), " and ",
                      absl::FormatDuration(options.invalidation_purge_interval)));
   }
+  if (options.api_call_retention <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("the API call retention must be positive, got ",
+                                                   absl::FormatDuration(options.api_call_retention)));
+  }
   if (options.invalidation_window_entries < 1) {
     return absl::InvalidArgumentError("the invalidation window must hold at least 1 entry");
   }
@@ -352,10 +377,34 @@ AuthServer::AuthServer(MysqlPool* pool, const Secrets& secrets, const AuthServer
                }
              }),
       limiter_(options.credential_limiter),
+      api_calls_(pool, secrets.page_token_key),
       tailer_(&store_, TailerOptions(options)),
       streams_(&store_, &tailer_, options.invalidation_heartbeat_interval),
-      private_apps_(&store_, &limiter_),
-      tokens_(&store_, &streams_, &limiter_) {}
+      private_apps_(&store_, &limiter_, &api_calls_),
+      tokens_(&store_, &api_calls_, &streams_, &limiter_),
+      api_call_retention_(options.api_call_retention),
+      clock_(options.clock),
+      api_call_purge_(options.api_call_purge_interval, [this] {
+        absl::StatusOr<int> purged = PurgeApiCalls();
+        if (!purged.ok()) spdlog::warn("API call log purge failed; retrying later: {}", purged.status().message());
+      }) {}
+
+absl::StatusOr<int> AuthServer::PurgeApiCalls() {
+  absl::MutexLock lock(&api_call_purge_mu_);
+  absl::Time cutoff = clock_() - api_call_retention_;
+  int total = 0;
+  while (true) {
+    absl::StatusOr<int> deleted = api_calls_.Purge(cutoff, kApiCallPurgeBatchRows);
+    if (!deleted.ok()) return deleted.status();
+    total += *deleted;
+    if (*deleted < kApiCallPurgeBatchRows) break;
+  }
+  if (total > 0) {
+    spdlog::info("purged {} API call log rows received before {}", total,
+                 absl::FormatTime(absl::RFC3339_sec, cutoff, absl::UTCTimeZone()));
+  }
+  return total;
+}
 
 absl::StatusOr<std::unique_ptr<AuthServer>> AuthServer::Start(const AuthServerOptions& options,
                                                               MysqlPool* pool, const Secrets& secrets) {
@@ -365,6 +414,7 @@ absl::StatusOr<std::unique_ptr<AuthServer>> AuthServer::Start(const AuthServerOp
   std::unique_ptr<AuthServer> auth_server(new AuthServer(pool, secrets, options));
   AuthServer* started = auth_server.get();
   started->tailer_.Start([started] { started->streams_.SendDue(); });
+  started->api_call_purge_.Start();
 
   auto credentials_or_plaintext = [](const std::shared_ptr<grpc::ServerCredentials>& credentials) {
     return credentials != nullptr ? credentials : grpc::InsecureServerCredentials();
@@ -461,6 +511,7 @@ void AuthServer::Shutdown(absl::Duration grace) {
   server_->Wait();
   if (internal_server_ != nullptr) internal_server_->Wait();
   tailer_.Stop();
+  api_call_purge_.Stop();
 }
 
 }  // namespace crm::auth

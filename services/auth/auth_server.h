@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/credential_limiter.h"
 #include "common/health_monitor.h"
@@ -41,6 +42,8 @@
 #include "common/secrets.h"
 #include "crm/auth/v1/private_app.grpc.pb.h"
 #include "crm/auth/v1/token_service.grpc.pb.h"
+#include "common/periodic_task.h"
+#include "services/auth/api_call_store.h"
 #include "services/auth/auth_store.h"
 #include "services/auth/invalidation_stream.h"
 #include "services/auth/invalidation_tailer.h"
@@ -53,8 +56,9 @@ inline constexpr int kMaxReceiveMessageBytes = 1024 * 1024;
 
 class PrivateAppServiceImpl final : public v1::PrivateAppService::Service {
  public:
-  // `store` and `limiter` must outlive the service.
-  PrivateAppServiceImpl(AuthStore* store, CredentialLimiter* limiter) : store_(store), limiter_(limiter) {}
+  // `store`, `limiter` and `api_calls` must outlive the service.
+  PrivateAppServiceImpl(AuthStore* store, CredentialLimiter* limiter, ApiCallStore* api_calls)
+      : store_(store), limiter_(limiter), api_calls_(api_calls) {}
 
   grpc::Status CreatePrivateApp(grpc::ServerContext* context, const v1::CreatePrivateAppRequest* request,
                                 v1::CreatePrivateAppResponse* response) override;
@@ -82,6 +86,8 @@ class PrivateAppServiceImpl final : public v1::PrivateAppService::Service {
   grpc::Status UpdateOrganizationPolicy(grpc::ServerContext* context,
                                         const v1::UpdateOrganizationPolicyRequest* request,
                                         v1::UpdateOrganizationPolicyResponse* response) override;
+  grpc::Status ListApiCalls(grpc::ServerContext* context, const v1::ListApiCallsRequest* request,
+                            v1::ListApiCallsResponse* response) override;
 
  private:
   // Returns the organization of the call's admin key, or the one
@@ -90,24 +96,29 @@ class PrivateAppServiceImpl final : public v1::PrivateAppService::Service {
 
   AuthStore* const store_;
   CredentialLimiter* const limiter_;
+  ApiCallStore* const api_calls_;
 };
 
 class TokenServiceImpl final
     : public v1::TokenService::WithCallbackMethod_WatchInvalidations<v1::TokenService::Service> {
  public:
-  // `store`, `streams` and `limiter` must outlive the service.
-  TokenServiceImpl(AuthStore* store, InvalidationStreams* streams, CredentialLimiter* limiter)
-      : store_(store), streams_(streams), limiter_(limiter) {}
+  // `store`, `api_calls`, `streams` and `limiter` must outlive the service.
+  TokenServiceImpl(AuthStore* store, ApiCallStore* api_calls, InvalidationStreams* streams,
+                   CredentialLimiter* limiter)
+      : store_(store), api_calls_(api_calls), streams_(streams), limiter_(limiter) {}
 
   grpc::Status CheckToken(grpc::ServerContext* context, const v1::CheckTokenRequest* request,
                           v1::CheckTokenResponse* response) override;
   grpc::Status ReportTokenUsage(grpc::ServerContext* context, const v1::ReportTokenUsageRequest* request,
                                 v1::ReportTokenUsageResponse* response) override;
+  grpc::Status ReportApiCalls(grpc::ServerContext* context, const v1::ReportApiCallsRequest* request,
+                              v1::ReportApiCallsResponse* response) override;
   grpc::ServerWriteReactor<v1::WatchInvalidationsResponse>* WatchInvalidations(
       grpc::CallbackServerContext* context, const v1::WatchInvalidationsRequest* request) override;
 
  private:
   AuthStore* const store_;
+  ApiCallStore* const api_calls_;
   InvalidationStreams* const streams_;
   CredentialLimiter* const limiter_;
 };
@@ -145,6 +156,11 @@ struct AuthServerOptions {
   // Newest log entries kept in memory; subscribers further behind are
   // served from the database.
   size_t invalidation_window_entries = 10000;
+  // API call log rows older than this (by call time) are purged.
+  absl::Duration api_call_retention = absl::Hours(30 * 24);
+  // Time between API call log purge passes; zero or less runs none, so
+  // only PurgeApiCalls() purges.
+  absl::Duration api_call_purge_interval = absl::Minutes(1);
   // Host and port of the Prometheus /metrics endpoint; port 0 picks a free
   // one and a negative port serves no metrics.
   std::string metrics_host = "127.0.0.1";
@@ -185,6 +201,11 @@ class AuthServer {
   // returns how many entries it deleted.
   absl::StatusOr<int> PurgeInvalidationLog() { return tailer_.PurgeNow(); }
 
+  // Deletes the API call log rows older than the retention period now, in
+  // batches of 1,000, instead of at the next purge interval; returns how
+  // many it deleted.
+  absl::StatusOr<int> PurgeApiCalls();
+
  private:
   AuthServer(MysqlPool* pool, const Secrets& secrets, const AuthServerOptions& options);
 
@@ -198,10 +219,17 @@ class AuthServer {
   MetricsRegistry metrics_;
   AuthStore store_;
   CredentialLimiter limiter_;
+  ApiCallStore api_calls_;
   InvalidationTailer tailer_;
   InvalidationStreams streams_;
   PrivateAppServiceImpl private_apps_;
   TokenServiceImpl tokens_;
+  const absl::Duration api_call_retention_;
+  const Clock clock_;
+  // Serializes purges, so PurgeApiCalls() and the purge thread do not
+  // delete the same rows at once.
+  absl::Mutex api_call_purge_mu_;
+  PeriodicTask api_call_purge_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::Server> internal_server_;
   std::unique_ptr<HealthMonitor> health_monitor_;

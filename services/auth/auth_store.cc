@@ -178,16 +178,6 @@ void ToProto(const AppRow& row, int64_t now_micros, v1::PrivateApp* app) {
   }
 }
 
-// DATETIME(6) literal in UTC.
-std::string ToDatetime(int64_t unix_micros) {
-  return absl::FormatTime("%Y-%m-%d %H:%M:%E6S", absl::FromUnixMicros(unix_micros), absl::UTCTimeZone());
-}
-
-absl::Status AppNotFound(uint64_t app_id) {
-  return WithErrorInfo(absl::NotFoundError(absl::StrCat("private app ", app_id, " not found")),
-                       ErrorReason::kResourceNotFound,
-                       {{"resource_type", "private_app"}, {"resource_id", absl::StrCat(app_id)}});
-}
 
 // Puts "private_app." before the message and the field paths of a check
 // that names fields relative to the app, such as "logo" or "scopes[0]".
@@ -451,6 +441,16 @@ absl::StatusOr<ScopeMask> ValidateScopes(const google::protobuf::RepeatedPtrFiel
 }
 
 }  // namespace
+
+std::string ToDatetime(int64_t unix_micros) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%E6S", absl::FromUnixMicros(unix_micros), absl::UTCTimeZone());
+}
+
+absl::Status AppNotFound(uint64_t app_id) {
+  return WithErrorInfo(absl::NotFoundError(absl::StrCat("private app ", app_id, " not found")),
+                       ErrorReason::kResourceNotFound,
+                       {{"resource_type", "private_app"}, {"resource_id", absl::StrCat(app_id)}});
+}
 
 absl::StatusOr<uint64_t> ParseId(absl::string_view field, absl::string_view value) {
   if (value.empty()) return InvalidFieldError(field, absl::StrCat(field, " is required"));

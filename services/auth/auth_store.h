@@ -243,6 +243,14 @@ class AuthStore {
 // leading zeros or white space. INVALID_ARGUMENT naming `field` otherwise.
 absl::StatusOr<uint64_t> ParseId(absl::string_view field, absl::string_view value);
 
+// Returns a DATETIME(6) literal of `unix_micros` in UTC, the pool's session
+// time zone.
+std::string ToDatetime(int64_t unix_micros);
+
+// NOT_FOUND for an app that the caller's organization does not have, with
+// the ErrorInfo reason RESOURCE_NOT_FOUND.
+absl::Status AppNotFound(uint64_t app_id);
+
 }  // namespace crm::auth
 
 #endif  // CRM_SERVICES_AUTH_AUTH_STORE_H_

@@ -46,6 +46,8 @@ ABSL_FLAG(int, invalidation_purge_interval_seconds, 60, "Seconds between purges 
 ABSL_FLAG(int, invalidation_window_entries, 10000,
           "Newest invalidation log entries kept in memory; subscribers further behind are served from the "
           "database");
+ABSL_FLAG(int, api_call_retention_days, 30,
+          "Days an API call log row (PrivateAppService.ListApiCalls) is kept; older rows are purged every minute");
 ABSL_FLAG(int, metrics_port, -1,
           "TCP port of the Prometheus endpoint GET /metrics; -1 serves no metrics, 0 picks a free port");
 ABSL_FLAG(std::string, metrics_host, "", "Address of the metrics endpoint; empty means the same as --listen_host");
@@ -82,7 +84,8 @@ int main(int argc, char** argv) {
                             {"invalidation_heartbeat_interval_ms", 10, 600000},
                             {"invalidation_retention_hours", 1, 8760},
                             {"invalidation_purge_interval_seconds", 1, 86400},
-                            {"invalidation_window_entries", 1, 10000000}},
+                            {"invalidation_window_entries", 1, 10000000},
+                            {"api_call_retention_days", 1, 3650}},
                            {"listen_host", "db_user"});
   crm::ConfigureLogging(absl::GetFlag(FLAGS_log_level));
   crm::LogEffectiveConfiguration("auth_server");
@@ -137,6 +140,7 @@ int main(int argc, char** argv) {
   options.invalidation_retention = absl::Hours(absl::GetFlag(FLAGS_invalidation_retention_hours));
   options.invalidation_purge_interval = absl::Seconds(absl::GetFlag(FLAGS_invalidation_purge_interval_seconds));
   options.invalidation_window_entries = static_cast<size_t>(window_entries);
+  options.api_call_retention = absl::Hours(24 * absl::GetFlag(FLAGS_api_call_retention_days));
   options.metrics_host =
       absl::GetFlag(FLAGS_metrics_host).empty() ? absl::GetFlag(FLAGS_listen_host) : absl::GetFlag(FLAGS_metrics_host);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
