@@ -38,10 +38,14 @@ absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptio
   }
   server->usage_ = std::make_unique<TokenUsageRecorder>(auth_channel, options.token_usage_flush_interval);
   server->usage_->Start();
+  if (options.api_call_log_enabled) {
+    server->call_log_ = std::make_unique<ApiCallRecorder>(auth_channel, options.api_call_log_flush_interval);
+    server->call_log_->Start();
+  }
   server->workers_ = std::make_unique<WorkerPool>(options.worker_threads, options.max_queued_requests);
   server->service_ = std::make_unique<CrmServiceImpl>(server->store_.get(), checker, server->workers_.get(),
                                                       server->limiter_.get(), server->usage_.get(),
-                                                      options.max_call_duration);
+                                                      options.max_call_duration, server->call_log_.get());
   server->status_service_ = std::make_unique<CrmStatusServiceImpl>(
       server->token_cache_.get(), server->watcher_.get(), server->caching_checker_.get());
 
@@ -86,6 +90,19 @@ void CrmServer::AddMetrics(const CrmServerOptions& options, MysqlPool* pool) {
     out.Family("crm_worker_threads", "gauge", "Database worker threads (--worker_threads).");
     out.Sample("crm_worker_threads", {}, options.worker_threads);
   });
+  if (call_log_ != nullptr) {
+    metrics_.Add([this](PrometheusText& out) {
+      out.Family("crm_api_call_log_dropped_total", "counter",
+                 "API call log records dropped because the buffer was full (the auth service did not take "
+                 "reports fast enough).");
+      out.Sample("crm_api_call_log_dropped_total", {}, static_cast<double>(call_log_->dropped()));
+      out.Family("crm_api_call_log_reported_total", "counter", "API call log records sent to the auth service.");
+      out.Sample("crm_api_call_log_reported_total", {}, static_cast<double>(call_log_->reported()));
+      out.Family("crm_api_call_log_buffered", "gauge",
+                 "API call log records waiting for the next report to the auth service.");
+      out.Sample("crm_api_call_log_buffered", {}, static_cast<double>(call_log_->buffered()));
+    });
+  }
   if (caching_checker_ == nullptr) return;
   metrics_.Add([this](PrometheusText& out) {
     int64_t hits = caching_checker_->hits();
@@ -133,8 +150,9 @@ void CrmServer::Shutdown(absl::Duration grace) {
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
   // Joining the workers after the server is down lets queued calls finish.
   workers_.reset();
-  // Sends the last uses while the auth service may still be up.
+  // Sends the last uses and calls while the auth service may still be up.
   usage_.reset();
+  call_log_.reset();
   watcher_.reset();
 }
 

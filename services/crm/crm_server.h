@@ -17,6 +17,7 @@
 #include "common/mysql_pool.h"
 #include "common/worker_pool.h"
 #include "crm/data/v1/status.grpc.pb.h"
+#include "services/crm/api_call_log.h"
 #include "services/crm/caching_token_checker.h"
 #include "services/crm/crm_service.h"
 #include "services/crm/invalidation_watcher.h"
@@ -63,6 +64,13 @@ struct CrmServerOptions {
   // How often token uses are reported to the auth service; zero or less
   // reports only on FlushTokenUsage() and at shutdown.
   absl::Duration token_usage_flush_interval = absl::Minutes(1);
+  // Whether calls made with an app's token are recorded in the API call
+  // log (api_call_log.h); false only for benchmarks and installations
+  // that do not want the log.
+  bool api_call_log_enabled = true;
+  // How often recorded calls are sent to the auth service; zero or less
+  // sends them only on FlushApiCalls() and at shutdown.
+  absl::Duration api_call_log_flush_interval = absl::Seconds(1);
   // Host and port of the Prometheus /metrics endpoint; port 0 picks a free
   // one and a negative port serves no metrics.
   std::string metrics_host = "127.0.0.1";
@@ -109,6 +117,10 @@ class CrmServer {
   // Shutdown() they have already been sent.
   absl::Status FlushTokenUsage() { return usage_ == nullptr ? absl::OkStatus() : usage_->Flush(); }
 
+  // Sends the recorded API calls to the auth service now; after Shutdown()
+  // they have already been sent.
+  absl::Status FlushApiCalls() { return call_log_ == nullptr ? absl::OkStatus() : call_log_->Flush(); }
+
  private:
   CrmServer() = default;
 
@@ -123,6 +135,7 @@ class CrmServer {
   std::unique_ptr<CachingTokenChecker> caching_checker_;
   std::unique_ptr<CrmStatusServiceImpl> status_service_;
   std::unique_ptr<TokenUsageRecorder> usage_;
+  std::unique_ptr<ApiCallRecorder> call_log_;
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<CrmServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -98,17 +98,32 @@ struct CrmServiceImpl::Call {
   absl::Time start;
   absl::Time deadline;
   Claims claims;
+  // Null when the API call log is off.
+  ApiCallRecorder* call_log = nullptr;
 
   void Finish(const absl::Status& status) {
     grpc::Status grpc_status = ToGrpcStatus(status, kDataErrorDomain);
-    double latency_ms = absl::ToDoubleMilliseconds(absl::Now() - start);
+    absl::Duration latency = absl::Now() - start;
+    double latency_ms = absl::ToDoubleMilliseconds(latency);
+    std::string peer = context->peer();
     if (status.ok() || claims.organization_id != 0) {
       spdlog::info("rpc method={} code={} latency_ms={:.3f} organization_id={} app_id={} peer={}", spec->path,
                    StatusCodeName(grpc_status.error_code()), latency_ms, claims.organization_id, claims.app_id,
-                   context->peer());
+                   peer);
     } else {
       spdlog::info("rpc method={} code={} latency_ms={:.3f} peer={} error=\"{}\"", spec->path,
-                   StatusCodeName(grpc_status.error_code()), latency_ms, context->peer(), status.message());
+                   StatusCodeName(grpc_status.error_code()), latency_ms, peer, status.message());
+    }
+    // Only calls whose token resolved to an app have claims; calls
+    // rejected by the token check belong to no app and are not recorded.
+    if (call_log != nullptr && claims.app_id != 0) {
+      call_log->Record(RecordedApiCall{.organization_id = claims.organization_id,
+                                       .app_id = claims.app_id,
+                                       .method = spec->path,
+                                       .code = static_cast<int>(grpc_status.error_code()),
+                                       .call_time = start,
+                                       .latency = latency,
+                                       .grpc_peer = std::move(peer)});
     }
     reactor->Finish(grpc_status);
   }
@@ -170,12 +185,13 @@ absl::StatusOr<MethodSpec> SpecForMethod(const MethodDescriptor* method) {
 
 CrmServiceImpl::CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
                                CredentialLimiter* limiter, TokenUsageRecorder* usage,
-                               absl::Duration max_call_duration)
+                               absl::Duration max_call_duration, ApiCallRecorder* call_log)
     : store_(store),
       token_checker_(token_checker),
       workers_(workers),
       usage_(usage),
       limiter_(limiter),
+      call_log_(call_log),
       max_call_duration_(max_call_duration) {
   const google::protobuf::ServiceDescriptor* service =
       crm::data::v1::CreateLeadRequest::descriptor()->file()->FindServiceByName("CrmService");
@@ -207,6 +223,7 @@ grpc::ServerUnaryReactor* CrmServiceImpl::Handle(const MethodSpec& spec, grpc::C
   call->reactor = context->DefaultReactor();
   call->request_bytes = request;
   call->response_bytes = response;
+  call->call_log = call_log_;
   call->start = absl::Now();
   // A call without a deadline, or with a longer one, gets max_call_duration_,
   // so a stuck database cannot hold it and its worker forever.

@@ -29,6 +29,7 @@
 #include "common/worker_pool.h"
 #include "crm/data/v1/crm_service.grpc.pb.h"
 #include "google/protobuf/descriptor.h"
+#include "services/crm/api_call_log.h"
 #include "services/crm/record_schema.h"
 #include "services/crm/record_store.h"
 #include "services/crm/token_checker.h"
@@ -67,10 +68,12 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
   // `limiter` counts failed token checks; `usage`, when not null, records
   // every accepted token. A call's deadline is its own or
   // `max_call_duration` after it arrived, whichever is sooner; its database
-  // statements end by then. Every argument must outlive the service.
+  // statements end by then. `call_log`, when not null, records every
+  // finished call whose token resolved to an app. Every argument must
+  // outlive the service.
   CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
                  CredentialLimiter* limiter, TokenUsageRecorder* usage = nullptr,
-                 absl::Duration max_call_duration = absl::Seconds(30));
+                 absl::Duration max_call_duration = absl::Seconds(30), ApiCallRecorder* call_log = nullptr);
 
   // Tokens rejected by the format check, which costs no remote call.
   int64_t malformed_tokens() const { return malformed_tokens_.load(std::memory_order_relaxed); }
@@ -89,6 +92,7 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
   WorkerPool* const workers_;
   TokenUsageRecorder* const usage_;
   CredentialLimiter* const limiter_;
+  ApiCallRecorder* const call_log_;
   const absl::Duration max_call_duration_;
   std::vector<MethodSpec> specs_;
   std::atomic<int64_t> malformed_tokens_{0};

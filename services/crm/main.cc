@@ -51,6 +51,9 @@ ABSL_FLAG(int, token_cache_max_age_seconds, 300, "Seconds after which a cached t
 ABSL_FLAG(int, token_usage_flush_interval_seconds, 60,
           "Seconds between reports of token uses (last_used_time) to the auth server; 0 reports only at "
           "shutdown");
+ABSL_FLAG(bool, api_call_log, true,
+          "Record every call made with an app's token in the API call log (PrivateAppService.ListApiCalls); "
+          "false records nothing");
 ABSL_FLAG(int, invalidation_heartbeat_timeout_ms, 3000,
           "Milliseconds without a message on the invalidation stream after which the cache is not used");
 ABSL_FLAG(int, metrics_port, -1,
@@ -137,6 +140,7 @@ int main(int argc, char** argv) {
   options.token_cache.max_entries = static_cast<size_t>(absl::GetFlag(FLAGS_token_cache_max_entries));
   options.token_cache.max_age = absl::Seconds(absl::GetFlag(FLAGS_token_cache_max_age_seconds));
   options.token_usage_flush_interval = absl::Seconds(absl::GetFlag(FLAGS_token_usage_flush_interval_seconds));
+  options.api_call_log_enabled = absl::GetFlag(FLAGS_api_call_log);
   options.invalidation_watcher.heartbeat_timeout =
       absl::Milliseconds(absl::GetFlag(FLAGS_invalidation_heartbeat_timeout_ms));
   options.metrics_host =
