@@ -668,6 +668,43 @@ TEST_F(SigtermTest, CrmServerStuckCallExitsAfterGrace) {
   std::cout << "crm SIGTERM with a stuck call: exit " << absl::FormatDuration(exit_time) << " after the signal\n";
 }
 
+TEST_F(SigtermTest, CrmServerReportsBufferedApiCallsOnSigterm) {
+  std::string admin_key = stack_->NewOrganization();
+  crm::auth::v1::CreatePrivateAppResponse app = stack_->NewApp(admin_key, AllScopes());
+  std::vector<std::string> flags = CommonFlags(stack_->data_database_options());
+  flags.push_back(absl::StrCat("--auth_target=127.0.0.1:", stack_->auth_internal_port()));
+  flags.push_back("--shutdown_grace_seconds=2");
+  ServerProcess server;
+  ASSERT_TRUE(server.Start(CRM_SERVER_BINARY, flags, LogPath("crm_call_log_sigterm")));
+  auto stub = crm::data::v1::CrmService::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", server.port()), grpc::InsecureChannelCredentials()));
+
+  // The server reports once a second, so most of these calls are still
+  // buffered when the signal arrives.
+  constexpr int kCalls = 30;
+  for (int i = 0; i < kCalls; ++i) {
+    crm::data::v1::GetTokenInfoResponse info;
+    ASSERT_TRUE(stub->GetTokenInfo(WithBearerAndDeadline(app.access_token(), absl::Seconds(5)).get(), {}, &info).ok());
+  }
+  server.Terminate();
+  std::optional<int> status = server.WaitForExit(absl::Seconds(2 + 5 + 2));
+  ASSERT_TRUE(status.has_value()) << "crm_server did not exit; its log:\n" << server.Log();
+  ASSERT_TRUE(WIFEXITED(*status)) << server.Log();
+  EXPECT_EQ(0, WEXITSTATUS(*status)) << server.Log();
+
+  crm::auth::v1::ListApiCallsRequest request;
+  request.set_app_id(app.private_app().id());
+  request.set_page_size(1000);
+  crm::auth::v1::ListApiCallsResponse response;
+  grpc::Status listed = stack_->apps().ListApiCalls(WithBearer(admin_key).get(), request, &response);
+  ASSERT_TRUE(listed.ok()) << listed.error_message();
+  EXPECT_EQ(kCalls, response.api_calls_size()) << server.Log();
+  for (const crm::auth::v1::ApiCall& call : response.api_calls()) {
+    EXPECT_EQ("/crm.data.v1.CrmService/GetTokenInfo", call.method());
+    EXPECT_EQ("OK", call.code());
+  }
+}
+
 TEST_F(SigtermTest, AuthServerDrainsOnSigterm) {
   constexpr int kThreads = 3;
   // Each thread fills organizations of its own, 20 apps each.

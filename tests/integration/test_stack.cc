@@ -90,6 +90,7 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
     if (options.metrics) auth_options.metrics_port = 0;
     auth_options.internal_listen_address = "127.0.0.1:0";
     auth_options.credential_limiter = options.credential_limiter;
+    if (options.adjust_auth_options) options.adjust_auth_options(auth_options);
     absl::StatusOr<std::unique_ptr<crm::auth::AuthServer>> auth_server =
         crm::auth::AuthServer::Start(auth_options, stack->auth_pool_.get(), stack->secrets_);
     if (!auth_server.ok()) return auth_server.status();

@@ -45,6 +45,8 @@ struct StackOptions {
   std::function<void(crm::data::CrmServerOptions&)> adjust_crm_options;
   // Failed-lookup limits of every auth and CRM server.
   CredentialLimiterOptions credential_limiter;
+  // Applied to each auth server's options before it starts.
+  std::function<void(crm::auth::AuthServerOptions&)> adjust_auth_options;
 };
 
 class TestStack {

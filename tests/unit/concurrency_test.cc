@@ -13,9 +13,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/crypto.h"
+#include "common/periodic_task.h"
 #include "common/token.h"
 #include "common/worker_pool.h"
 #include "gtest/gtest.h"
+#include "services/crm/api_call_log.h"
 #include "services/crm/caching_token_checker.h"
 #include "services/crm/invalidation_watcher.h"
 #include "services/crm/token_cache.h"
@@ -347,6 +349,59 @@ TEST(InvalidationWatcherConcurrency, AppliesWholeLogWhileCacheInUse) {
                                                      << " survived a later invalidation";
     }
   }
+}
+
+TEST(PeriodicTaskConcurrency, WakeRunsTaskAndStopEndsIt) {
+  std::atomic<int> runs{0};
+  // The interval never ends during the test, so only Wake() runs the task.
+  PeriodicTask task(absl::Hours(1), [&runs] { runs.fetch_add(1); });
+  task.Start();
+  task.Wake();
+  ASSERT_TRUE(Eventually([&] { return runs.load() == 1; })) << "Wake() did not run the task";
+  task.Stop();
+  task.Wake();
+  task.Stop();
+  EXPECT_EQ(1, runs.load());
+}
+
+// Calls recorded from many threads while reports to an unreachable auth
+// service fail and put their calls back: none is lost or counted twice.
+TEST(ApiCallRecorderConcurrency, FailedFlushesLoseNoCall) {
+  auto channel = grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials());
+  ApiCallRecorder recorder(channel, absl::ZeroDuration());
+  constexpr int kThreads = 8;
+  constexpr int kCallsPerThread = 2000;
+  std::atomic<bool> recording{true};
+  std::thread flusher([&] {
+    while (recording.load()) {
+      // An empty buffer flushes OK without a request.
+      absl::Status status = recorder.Flush(absl::Milliseconds(50));
+      if (!status.ok()) {
+        EXPECT_EQ(absl::StatusCode::kUnavailable, status.code()) << status;
+      }
+    }
+  });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&recorder] {
+      for (int i = 0; i < kCallsPerThread; ++i) {
+        recorder.Record({.organization_id = 1,
+                         .app_id = 2,
+                         .method = "/crm.data.v1.CrmService/GetLead",
+                         .code = 0,
+                         .call_time = absl::Now(),
+                         .latency = absl::Microseconds(i),
+                         .grpc_peer = "ipv4:127.0.0.1:1234"});
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  recording.store(false);
+  flusher.join();
+  EXPECT_EQ(absl::StatusCode::kUnavailable, recorder.Flush(absl::Milliseconds(50)).code());
+  EXPECT_EQ(static_cast<size_t>(kThreads * kCallsPerThread), recorder.buffered());
+  EXPECT_EQ(0, recorder.dropped());
+  EXPECT_EQ(0, recorder.reported());
 }
 
 }  // namespace
