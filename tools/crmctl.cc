@@ -205,8 +205,9 @@ int ExportApiCalls() {
   if (!start_set) request.clear_start_time();
   if (!end_set) request.clear_end_time();
 
-  // TODO: connect with TLS once the auth server serves it; this sends the
-  // admin key in plaintext, so use it on loopback or a private network.
+  // TODO: connect with TLS once the auth server serves it. Until then the
+  // admin key travels in plaintext, so use this on loopback or a private
+  // network.
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateChannel(absl::GetFlag(FLAGS_auth_target), grpc::InsecureChannelCredentials());
   std::unique_ptr<crm::auth::v1::PrivateAppService::Stub> stub = crm::auth::v1::PrivateAppService::NewStub(channel);

@@ -1,6 +1,6 @@
-// The API call log end to end: a CRM server records the calls made with an
-// app's token, reports them to the auth server, which stores them in the
-// auth schema; PrivateAppService.ListApiCalls lists them with filters and
+// The API call log end to end. A CRM server records the calls made with an
+// app's token and reports them to the auth server, which stores them in the
+// auth schema. PrivateAppService.ListApiCalls lists them with filters and
 // page tokens, the purge drops old rows, and shutdown drains the buffer.
 // Also crmctl export-api-calls, run as a child process against the stack.
 #include <grpcpp/support/error_details.h>
