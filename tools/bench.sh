@@ -3,8 +3,9 @@
 # one markdown table (also written to BUILD/bench/results.md, or
 # results-smoke.md with --smoke). docs/benchmarks.md explains every row.
 #
-#   tools/bench.sh [--smoke] [--skip_build] [--build_dir=DIR] [--concurrency=N]
-#                  [--seconds=S] [--warmup_seconds=S] [--server_log_level=LEVEL]
+#   tools/bench.sh [--smoke] [--call_log] [--skip_build] [--build_dir=DIR]
+#                  [--concurrency=N] [--seconds=S] [--warmup_seconds=S]
+#                  [--server_log_level=LEVEL]
 #
 # Unless --skip_build is given, it installs missing packages and builds.
 # It starts a private MariaDB under BUILD/bench/full (or BUILD/bench/smoke)
@@ -16,6 +17,10 @@
 #
 #   --smoke             1 s per scenario after 0.5 s of warm-up, on small
 #                       seeds (1,000 leads in the large organization)
+#   --call_log          run only GetLead against crm_server with the API
+#                       call log on and against a second crm_server with
+#                       --api_call_log=false, alternating (on, off, off,
+#                       on), and print the call log's cost as a ratio
 #   --skip_build        use the binaries already in the build folder
 #   --build_dir=DIR     build folder (default: build/, or $RUN_BUILD_DIR)
 #   --concurrency=N     calls in flight for every scenario, and sysbench
@@ -38,6 +43,7 @@ concurrency=64
 seconds=""
 warmup=""
 log_level=info
+call_log_only=0
 
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
@@ -47,6 +53,7 @@ usage() {
 for argument in "$@"; do
   case $argument in
     --smoke) mode=smoke ;;
+    --call_log) call_log_only=1 ;;
     --skip_build) skip_build=1 ;;
     --build_dir=*) build=${argument#*=} ;;
     --concurrency=*) concurrency=${argument#*=} ;;
@@ -103,6 +110,10 @@ if [[ $mode == full ]]; then
 else
   state=$build/bench/smoke
   results=$build/bench/results-smoke.md
+fi
+if ((call_log_only)); then
+  state=$state-call-log
+  results=${results%.md}-call-log.md
 fi
 
 if ((skip_build == 0)); then
@@ -210,9 +221,12 @@ start_server crm "$crm_server" "${crm_flags[@]}"
 crm_pid=$server_pid crm_port=$server_port
 start_server crm_noauth "$crm_server_noauth" "${crm_flags[@]}"
 noauth_pid=$server_pid noauth_port=$server_port
+start_server crm_nolog "$crm_server" "${crm_flags[@]}" --api_call_log=false
+nolog_pid=$server_pid nolog_port=$server_port
 start_server echo "$echo_server" --listen_host=127.0.0.1 --port=0
 echo_pid=$server_pid echo_port=$server_port
-log "auth :$auth_port (internal :$auth_internal_port), crm :$crm_port, crm_noauth :$noauth_port, echo :$echo_port, MariaDB $socket"
+log "auth :$auth_port (internal :$auth_internal_port), crm :$crm_port, crm_noauth :$noauth_port," \
+  "crm_nolog :$nolog_port, echo :$echo_port, MariaDB $socket"
 
 # -------------------------------------------------------------------- seed
 seed=$state/seed
@@ -257,11 +271,23 @@ insert_leads() {
 }
 
 seed_start=$SECONDS
+if ((call_log_only)); then
+  # GetLead needs only the small organization; the rest stay empty.
+  mixed_organizations=0
+  cache_organizations=0
+  app_organizations=0
+  big_org_leads=1
+  write_org_leads=1
+fi
 create_organizations "$seed/core-admins.txt" 3
 create_organizations "$seed/cache-admins.txt" "$cache_organizations"
 create_organizations "$seed/app-admins.txt" "$app_organizations"
 seed_apps "$seed/core-admins.txt" "$seed/core-tokens.txt" 1
-seed_apps "$seed/cache-admins.txt" "$seed/cache-tokens.txt" 20
+if ((cache_organizations > 0)); then
+  seed_apps "$seed/cache-admins.txt" "$seed/cache-tokens.txt" 20
+else
+  : >"$seed/cache-tokens.txt"
+fi
 
 read -r small_org _ < <(sed -n 1p "$seed/core-admins.txt")
 read -r big_org _ < <(sed -n 2p "$seed/core-admins.txt")
@@ -298,6 +324,7 @@ run_scenario() {
   case $target_name in
     crm) watch="crm=$crm_pid,auth=$auth_pid,db=$db_pid" ;;
     crm_noauth) watch="crm_noauth=$noauth_pid,auth=$auth_pid,db=$db_pid" ;;
+    crm_nolog) watch="crm_nolog=$nolog_pid,auth=$auth_pid,db=$db_pid" ;;
     auth) watch="auth=$auth_pid,db=$db_pid" ;;
     echo) watch="echo=$echo_pid" ;;
   esac
@@ -312,10 +339,22 @@ run_scenario() {
 }
 
 leads=(--leads_file="$seed/leads.txt")
+get_lead_flags=(--scenario=get_lead --tokens_file="$seed/small-tokens.txt" "${leads[@]}" --server_status)
+if ((call_log_only)); then
+  # Alternates the two servers so that a drift of the machine during the
+  # run (heat, other load) weighs on both alike.
+  run_scenario get_lead "GetLead, cached token, API call log on (1)" crm "$crm_port" "${get_lead_flags[@]}"
+  run_scenario get_lead_no_call_log "GetLead, cached token, --api_call_log=false (1)" crm_nolog "$nolog_port" \
+    "${get_lead_flags[@]}"
+  run_scenario get_lead_no_call_log_2 "GetLead, cached token, --api_call_log=false (2)" crm_nolog "$nolog_port" \
+    "${get_lead_flags[@]}"
+  run_scenario get_lead_2 "GetLead, cached token, API call log on (2)" crm "$crm_port" "${get_lead_flags[@]}"
+else # Every other scenario, unindented to keep their lines as they were.
 run_scenario echo_get_lead "GetLead, echo server (baseline)" echo "$echo_port" --scenario=get_lead \
   --tokens_file="$seed/small-tokens.txt" "${leads[@]}"
-run_scenario get_lead "GetLead, cached token" crm "$crm_port" --scenario=get_lead \
-  --tokens_file="$seed/small-tokens.txt" "${leads[@]}" --server_status
+run_scenario get_lead "GetLead, cached token" crm "$crm_port" "${get_lead_flags[@]}"
+run_scenario get_lead_no_call_log "GetLead, cached token, --api_call_log=false" crm_nolog "$nolog_port" \
+  "${get_lead_flags[@]}"
 run_scenario noauth_get_lead "GetLead, crm_server_noauth (no token check)" crm_noauth "$noauth_port" \
   --scenario=get_lead --tokens_file="$seed/small-tokens.txt" "${leads[@]}"
 run_scenario list_small "ListLeads page 50, organization of $(commas "$small_org_leads") leads" crm \
@@ -380,6 +419,7 @@ sysbench oltp_point_select --db-driver=mysql --mysql-socket="$socket" --mysql-us
 run_sysbench sysbench_point_select "sysbench oltp_point_select ($(commas "$sysbench_rows") rows)" \
   oltp_point_select
 run_sysbench sysbench_insert "sysbench oltp_insert" oltp_insert
+fi # call_log_only
 
 # ------------------------------------------------------------------- table
 report() { jq -r "$2" "$state/reports/$1.json" 2>/dev/null || echo 0; }
@@ -409,7 +449,28 @@ list_p50_ratio=$(ratio "$list_big_p50" "$list_small_p50")
 list_p99_ratio=$(ratio "$list_big_p99" "$list_small_p99")
 list_worst=$(awk -v a="$list_p50_ratio" -v b="$list_p99_ratio" 'BEGIN { print (a > b ? a : b) }')
 insert_ratio=$(ratio "$create_lead" "$sysbench_insert")
+# The API call log's cost: 1 - (GetLead with the log) / (GetLead without
+# it), over every window of each (two in --call_log mode, one otherwise).
+sum_reports() {
+  local total=0 id
+  for id in "$@"; do
+    total=$(awk -v a="$total" -v b="$(report "$id" .calls_per_second)" 'BEGIN { print a + b }')
+  done
+  echo "$total"
+}
+if ((call_log_only)); then
+  with_log=$(sum_reports get_lead get_lead_2)
+  without_log=$(sum_reports get_lead_no_call_log get_lead_no_call_log_2)
+else
+  with_log=$get_lead
+  without_log=$(report get_lead_no_call_log .calls_per_second)
+fi
+call_log_ratio=$(ratio "$with_log" "$without_log")
+call_log_cost=$(awk -v a="$with_log" -v b="$without_log" 'BEGIN { printf "%.3f", (b == 0 ? 1 : 1 - a / b) }')
+call_log_text="API call log on / off = $call_log_ratio ($with_log / $without_log calls/s): it costs $(awk -v c="$call_log_cost" 'BEGIN { printf "%.1f%%", c * 100 }') of GetLead throughput (target <= 10%: $(verdict "$call_log_cost" "<=" 0.10))"
 declare -A targets=(
+  [get_lead_no_call_log]="$call_log_text"
+  [get_lead_2]="$call_log_text"
   [get_lead]="GetLead / echo = $echo_ratio ($get_lead / $echo_get_lead calls/s; target >= 0.50: $(verdict "$echo_ratio" ">=" 0.50)). Auth layer costs $(awk -v c="$auth_cost" 'BEGIN { printf "%.1f%%", c * 100 }') of noauth's $noauth_get_lead calls/s (target <= 10%: $(verdict "$auth_cost" "<=" 0.10))"
   [list_big]="p50 $list_p50_ratio x, p99 $list_p99_ratio x the small organization's (target <= 1.5 x: $(verdict "$list_worst" "<=" 1.5))"
   [create_lead]="CreateLead / sysbench oltp_insert = $insert_ratio ($create_lead / $sysbench_insert per s; target >= 0.50: $(verdict "$insert_ratio" ">=" 0.50))"
@@ -419,6 +480,9 @@ declare -A targets=(
 # The cached-token row measures the cache only while the cache was in use,
 # so its target column shows the cache state and counters.
 cache_state=$(report get_lead .server_status.watch_state)
+if ((call_log_only)); then
+  targets[get_lead]="$call_log_text"
+fi
 targets[get_lead]+=". Token cache after the run: $cache_state, $(report get_lead .server_status.cache_hits) hits and $(report get_lead .server_status.cache_misses) misses since start-up"
 if [[ $cache_state != WATCH_STATE_CURRENT ]]; then
   log "warning: crm_server's token cache was not in use after get_lead (watch_state $cache_state)"
