@@ -310,9 +310,11 @@ absl::StatusOr<v1::ListApiCallsResponse> ApiCallStore::List(const AdminCaller& c
 absl::StatusOr<int> ApiCallStore::Purge(absl::Time cutoff, int max_rows) {
   int deleted = 0;
   absl::Status status = pool_->Run("purging the API call log", [&](sql::Connection& connection) {
-    // Autocommit, so each batch holds its row locks only briefly.
+    // Autocommit, so each batch holds its row locks only briefly. The
+    // order ends with the primary key, so the rows a LIMIT picks are the
+    // same on a statement-based replica.
     sql::PreparedStatement& remove =
-        PrepareCached(connection, "DELETE FROM api_calls WHERE call_time < ? ORDER BY call_time LIMIT ?");
+        PrepareCached(connection, "DELETE FROM api_calls WHERE call_time < ? ORDER BY call_time, id LIMIT ?");
     remove.setString(1, ToDatetime(absl::ToUnixMicros(cutoff)));
     remove.setInt(2, max_rows);
     deleted = remove.executeUpdate();
