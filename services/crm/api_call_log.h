@@ -14,7 +14,7 @@
 // kMaxCallsPerReport calls every flush interval (1 second by default), and
 // at once when kFlushThreshold calls wait. A failed report goes back to the
 // front of the buffer and is retried at the next flush. The destructor
-// stops the thread and sends what is left, waiting at most 5 seconds, so a
+// stops the thread and sends what is left, waiting at most 2 seconds, so a
 // graceful shutdown loses no calls while the auth service answers. Calls
 // still buffered when the process crashes are lost, and a report whose
 // response is lost after it was stored is stored again by the retry.
