@@ -122,6 +122,7 @@ const std::map<std::string, Expect>& PrivateAppCases() {
       {"ListAuditEvents", Expect::kOwnOrganizationOnly},
       {"GetOrganizationPolicy", Expect::kOwnOrganizationOnly},
       {"UpdateOrganizationPolicy", Expect::kOwnOrganizationOnly},
+      {"ListApiCalls", Expect::kNotFound},
   };
   return *cases;
 }
@@ -415,6 +416,10 @@ TEST_F(TenantIsolationTest, PrivateAppCallsAtOtherOrganizationChangeNothing) {
     std::unique_ptr<Message> request = NewMessage(method->input_type());
     const google::protobuf::FieldDescriptor* id = request->GetDescriptor()->FindFieldByName("id");
     if (id != nullptr) SetStringField(request.get(), "id", app_id);
+    // Methods that take the app as a filter (ListApiCalls, ListAuditEvents).
+    if (request->GetDescriptor()->FindFieldByName("app_id") != nullptr) {
+      SetStringField(request.get(), "app_id", app_id);
+    }
     const google::protobuf::FieldDescriptor* app = request->GetDescriptor()->FindFieldByName("private_app");
     if (app != nullptr) {
       auto* private_app = static_cast<crm::auth::v1::PrivateApp*>(request->GetReflection()->MutableMessage(
