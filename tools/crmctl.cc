@@ -23,6 +23,7 @@
 #include "common/mysql_pool.h"
 #include "common/secrets.h"
 #include "common/grpc_status.h"
+#include "common/tls.h"
 #include "common/server_setup.h"
 #include "services/auth/api_call_store.h"
 #include "services/auth/auth_store.h"
@@ -43,6 +44,15 @@ ABSL_FLAG(std::string, code, "",
 ABSL_FLAG(std::string, start, "",
           "export-api-calls: only calls received at or after this RFC 3339 time, such as 2026-01-31T00:00:00Z");
 ABSL_FLAG(std::string, end, "", "export-api-calls: only calls received before this RFC 3339 time");
+ABSL_FLAG(std::string, auth_tls_ca_file, "",
+          "export-api-calls: PEM CA bundle that the auth server's certificate must chain to; set, the call uses "
+          "TLS; empty uses plaintext, which a non-loopback --auth_target refuses unless "
+          "--allow_insecure_plaintext is set");
+ABSL_FLAG(std::string, auth_tls_server_name, "",
+          "export-api-calls: name to verify the auth server's certificate against instead of the target's host");
+ABSL_FLAG(bool, allow_insecure_plaintext, false,
+          "export-api-calls: send the admin key in plaintext to a non-loopback --auth_target, for networks "
+          "protected otherwise");
 
 namespace {
 
@@ -82,7 +92,10 @@ Usage:
       auth server at --auth_target (default 127.0.0.1:50051) with the admin
       key in CRM_ADMIN_KEY (or --admin_key), so it needs no database or
       key file, and sees only that key's organization. The filters are
-      those of ListApiCalls; --end is exclusive.
+      those of ListApiCalls; --end is exclusive. --auth_tls_ca_file turns
+      on TLS (and --auth_tls_server_name overrides the name checked);
+      plaintext goes only to a loopback target unless
+      --allow_insecure_plaintext is given.
 
 Database and key flags (every command but export-api-calls), as for auth_server: --db_host, --db_port, --db_socket,
 --db_user, --db_password, --db_name (default crm_auth) and --key_file. Each
@@ -205,11 +218,22 @@ int ExportApiCalls() {
   if (!start_set) request.clear_start_time();
   if (!end_set) request.clear_end_time();
 
-  // TODO: connect with TLS once the auth server serves it. Until then the
-  // admin key travels in plaintext, so use this on loopback or a private
-  // network.
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(absl::GetFlag(FLAGS_auth_target), grpc::InsecureChannelCredentials());
+  // The call carries the admin key, so plaintext is for loopback only
+  // unless the operator allows it, as for the servers.
+  std::string target = absl::GetFlag(FLAGS_auth_target);
+  crm::TlsChannelFiles tls;
+  tls.ca_file = absl::GetFlag(FLAGS_auth_tls_ca_file);
+  tls.server_name = absl::GetFlag(FLAGS_auth_tls_server_name);
+  if (tls.ca_file.empty()) {
+    absl::Status allowed = crm::CheckPlaintextAllowed(
+        "export-api-calls without --auth_tls_ca_file", crm::IsLoopbackTarget(target), absl::GetFlag(FLAGS_allow_insecure_plaintext));
+    if (!allowed.ok()) return Failure("refusing to send the admin key in plaintext", allowed);
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = crm::MakeChannelCredentials(tls);
+  if (!credentials.ok()) return Failure("cannot set up TLS to the auth server", credentials.status());
+  grpc::ChannelArguments channel_arguments;
+  if (!tls.server_name.empty()) channel_arguments.SetSslTargetNameOverride(tls.server_name);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(target, *credentials, channel_arguments);
   std::unique_ptr<crm::auth::v1::PrivateAppService::Stub> stub = crm::auth::v1::PrivateAppService::NewStub(channel);
 
   std::cout << "call_time,app_id,method,code,latency_ms,peer_address\r\n";

@@ -217,7 +217,9 @@ TEST_F(ApiCallLogTest, RecordsEachOutcomeWithMethodCodeAndPeer) {
     EXPECT_GE(Micros(calls[i].call_time()), absl::ToUnixMicros(before));
     EXPECT_LE(Micros(calls[i].call_time()), absl::ToUnixMicros(after));
     EXPECT_GE(TimeUtil::DurationToMicroseconds(calls[i].latency()), 0);
-    if (i > 0) EXPECT_LE(Micros(calls[i].call_time()), Micros(calls[i - 1].call_time()));
+    if (i > 0) {
+      EXPECT_LE(Micros(calls[i].call_time()), Micros(calls[i - 1].call_time()));
+    }
   }
 
   // The other organization's app made no accepted call.
@@ -716,6 +718,13 @@ TEST_F(ApiCallLogTest, CrmctlExportsCsv) {
   csv = RunCrmctl(admin_key_, absl::StrCat("export-api-calls --app_id=", app_id_, " --start=yesterday ", target),
                   &exit_status);
   EXPECT_EQ(2, exit_status);
+  EXPECT_EQ("", csv);
+
+  // The admin key goes in plaintext only to loopback; crmctl stops before
+  // connecting (192.0.2.1 is a documentation address).
+  csv = RunCrmctl(admin_key_, absl::StrCat("export-api-calls --app_id=", app_id_, " --auth_target=192.0.2.1:50051"),
+                  &exit_status);
+  EXPECT_EQ(1, exit_status);
   EXPECT_EQ("", csv);
 }
 
