@@ -715,7 +715,10 @@ TEST_F(SigtermTest, AuthServerDrainsOnSigterm) {
   }
   MysqlOptions database = stack_->auth_database_options();
   ServerProcess server;
-  ASSERT_TRUE(server.Start(AUTH_SERVER_BINARY, CommonFlags(database), LogPath("auth_sigterm")));
+  std::vector<std::string> flags = CommonFlags(database);
+  // The internal port's default, 50053, may be taken by another server.
+  flags.push_back("--internal_port=0");
+  ASSERT_TRUE(server.Start(AUTH_SERVER_BINARY, flags, LogPath("auth_sigterm")));
   auto stub = crm::auth::v1::PrivateAppService::NewStub(
       grpc::CreateChannel(absl::StrCat("127.0.0.1:", server.port()), grpc::InsecureChannelCredentials()));
 
