@@ -82,6 +82,8 @@ class PrivateAppServiceImpl final : public v1::PrivateAppService::Service {
   grpc::Status UpdateOrganizationPolicy(grpc::ServerContext* context,
                                         const v1::UpdateOrganizationPolicyRequest* request,
                                         v1::UpdateOrganizationPolicyResponse* response) override;
+  grpc::Status GetApiUsage(grpc::ServerContext* context, const v1::GetApiUsageRequest* request,
+                           v1::GetApiUsageResponse* response) override;
 
  private:
   // Returns the organization of the call's admin key, or the one
@@ -103,6 +105,8 @@ class TokenServiceImpl final
                           v1::CheckTokenResponse* response) override;
   grpc::Status ReportTokenUsage(grpc::ServerContext* context, const v1::ReportTokenUsageRequest* request,
                                 v1::ReportTokenUsageResponse* response) override;
+  grpc::Status AcquireQuota(grpc::ServerContext* context, const v1::AcquireQuotaRequest* request,
+                            v1::AcquireQuotaResponse* response) override;
   grpc::ServerWriteReactor<v1::WatchInvalidationsResponse>* WatchInvalidations(
       grpc::CallbackServerContext* context, const v1::WatchInvalidationsRequest* request) override;
 
@@ -149,6 +153,8 @@ struct AuthServerOptions {
   // one and a negative port serves no metrics.
   std::string metrics_host = "127.0.0.1";
   int metrics_port = -1;
+  // Rate limits of organizations whose policy leaves them 0.
+  RateLimitDefaults rate_limit_defaults;
 };
 
 // A running auth server. Stops on Shutdown() or destruction.
