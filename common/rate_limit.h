@@ -20,7 +20,7 @@ inline constexpr int64_t kDaySeconds = 86400;
 
 // Server defaults and the ranges an organization policy may set.
 inline constexpr int32_t kDefaultBurstLimitPer10s = 100;
-inline constexpr int32_t kMaxBurstLimitPer10s = 100000;
+inline constexpr int32_t kMaxBurstLimitPer10s = 1000000;
 inline constexpr int64_t kDefaultDailyLimit = 250000;
 inline constexpr int64_t kMaxDailyLimit = 1000000000;
 

@@ -279,8 +279,12 @@ grpc::Status TokenServiceImpl::AcquireQuota(grpc::ServerContext* context, const 
   if (!app_id.ok()) return log.Finish(app_id.status());
   log.set_organization_id(*organization_id);
   log.set_app_id(request->app_id());
+  if (request->max_calls() < 0) {
+    return log.Finish(InvalidFieldError("max_calls", absl::StrCat("max_calls must not be negative; got ",
+                                                                  request->max_calls())));
+  }
 
-  absl::StatusOr<QuotaBlockGrant> grant = store_->AcquireQuota(*organization_id, *app_id);
+  absl::StatusOr<QuotaBlockGrant> grant = store_->AcquireQuota(*organization_id, *app_id, request->max_calls());
   if (!grant.ok()) return log.Finish(grant.status());
   response->set_granted_calls(grant->granted_calls);
   *response->mutable_window_remaining() = google::protobuf::util::TimeUtil::MicrosecondsToDuration(

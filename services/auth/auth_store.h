@@ -217,9 +217,9 @@ class AuthStore {
   // Grants a block of calls to `app_id` of `organization_id` from the
   // shared counters of the current window and day, in one transaction that
   // locks the day row and then the window row; see
-  // TokenService.AcquireQuota. NOT_FOUND when the app does not exist in
-  // that organization.
-  absl::StatusOr<QuotaBlockGrant> AcquireQuota(uint64_t organization_id, uint64_t app_id);
+  // TokenService.AcquireQuota. `max_calls` above 0 caps the block. NOT_FOUND
+  // when the app does not exist in that organization.
+  absl::StatusOr<QuotaBlockGrant> AcquireQuota(uint64_t organization_id, uint64_t app_id, int64_t max_calls = 0);
 
   // Deletes rate limit counters of windows and days that ended more than
   // two days before now, up to `max_rows` of each kind per call. Returns

@@ -7,6 +7,7 @@
 #include <cppconn/resultset.h>
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -55,7 +56,8 @@ int64_t LockCounter(Statement insert, Statement select) {
 
 }  // namespace
 
-absl::StatusOr<QuotaBlockGrant> AuthStore::AcquireQuota(uint64_t organization_id, uint64_t app_id) {
+absl::StatusOr<QuotaBlockGrant> AuthStore::AcquireQuota(uint64_t organization_id, uint64_t app_id,
+                                                        int64_t max_calls) {
   absl::Time now = clock_();
   int64_t window_start = BurstWindowStart(now);
   int64_t day_start = DayStart(now);
@@ -112,6 +114,7 @@ absl::StatusOr<QuotaBlockGrant> AuthStore::AcquireQuota(uint64_t organization_id
     int64_t window_used = LockCounter(insert_window, select_window);
 
     int64_t block = QuotaBlockSize(effective.burst_limit_per_10s, effective.daily_limit);
+    if (max_calls > 0) block = std::min(block, max_calls);
     QuotaGrant computed =
         ComputeQuotaGrant(block, window_used, effective.burst_limit_per_10s, day_used, effective.daily_limit);
     grant.granted_calls = computed.granted_calls;

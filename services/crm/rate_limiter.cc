@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,10 @@ namespace {
 
 // Above this many app states, states with nothing left in them are dropped.
 constexpr size_t kMaxAppStates = 10000;
+
+// Upper bound of the block an app asks for; the auth server's block size
+// (a twentieth of the smaller limit) is lower for any allowed limit.
+constexpr int64_t kMaxRequestedCalls = int64_t{1} << 30;
 
 struct PendingAcquire {
   grpc::ClientContext context;
@@ -52,10 +57,11 @@ QuotaBlock BlockFromResponse(const crm::auth::v1::AcquireQuotaResponse& response
 RemoteQuotaSource::RemoteQuotaSource(std::shared_ptr<grpc::Channel> channel, absl::Duration timeout)
     : stub_(crm::auth::v1::TokenService::NewStub(std::move(channel))), timeout_(timeout) {}
 
-void RemoteQuotaSource::Acquire(uint64_t organization_id, uint64_t app_id, Callback done) {
+void RemoteQuotaSource::Acquire(uint64_t organization_id, uint64_t app_id, int64_t max_calls, Callback done) {
   auto pending = std::make_shared<PendingAcquire>();
   pending->request.set_organization_id(absl::StrCat(organization_id));
   pending->request.set_app_id(absl::StrCat(app_id));
+  pending->request.set_max_calls(max_calls);
   pending->done = std::move(done);
   pending->context.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
   stub_->async()->AcquireQuota(
@@ -91,6 +97,7 @@ void RateLimiter::Admit(uint64_t organization_id, uint64_t app_id, Callback done
   absl::Time now = clock_();
   bool admitted = false;
   bool send = false;
+  int64_t max_calls = 0;
   {
     absl::MutexLock lock(&mu_);
     if (apps_.size() >= kMaxAppStates) DropIdleStates(now);
@@ -102,24 +109,33 @@ void RateLimiter::Admit(uint64_t organization_id, uint64_t app_id, Callback done
     } else {
       state.waiting.push_back(std::move(done));
       if (!state.request_in_flight) {
+        if (now < state.block_expire_time) {
+          // Used up within its window: the app needs bigger blocks.
+          state.next_block_calls = std::min(state.next_block_calls * 2, kMaxRequestedCalls);
+        } else if (state.remaining_calls > 0) {
+          // Expired with calls left: those were granted but never made.
+          state.next_block_calls = 1;
+        }
         state.request_in_flight = true;
         ++acquire_requests_;
         send = true;
+        max_calls = state.next_block_calls;
       }
     }
   }
   if (admitted) {
     done(absl::OkStatus());
   } else if (send) {
-    Request(organization_id, app_id);
+    Request(organization_id, app_id, max_calls);
   }
 }
 
-void RateLimiter::Request(uint64_t organization_id, uint64_t app_id) {
+void RateLimiter::Request(uint64_t organization_id, uint64_t app_id, int64_t max_calls) {
   absl::Time requested_at = clock_();
-  source_->Acquire(organization_id, app_id, [this, app_id, requested_at](absl::StatusOr<QuotaBlock> block) {
-    OnBlock(app_id, requested_at, std::move(block));
-  });
+  source_->Acquire(organization_id, app_id, max_calls,
+                   [this, app_id, requested_at](absl::StatusOr<QuotaBlock> block) {
+                     OnBlock(app_id, requested_at, std::move(block));
+                   });
 }
 
 void RateLimiter::OnBlock(uint64_t app_id, absl::Time requested_at, absl::StatusOr<QuotaBlock> block) {
@@ -127,6 +143,7 @@ void RateLimiter::OnBlock(uint64_t app_id, absl::Time requested_at, absl::Status
   std::vector<Callback> rejected;
   absl::Status rejection;
   bool send_again = false;
+  int64_t max_calls = 0;
   uint64_t organization_id = 0;
   {
     absl::MutexLock lock(&mu_);
@@ -144,7 +161,10 @@ void RateLimiter::OnBlock(uint64_t app_id, absl::Time requested_at, absl::Status
       // clock, which was after requested_at, so the block never outlives
       // its window on this server's clock.
       state.remaining_calls = block->granted_calls;
-      state.block_expire_time = requested_at + block->window_remaining;
+      // An empty grant leaves no block behind, so the next request neither
+      // grows nor shrinks the block size.
+      state.block_expire_time =
+          block->granted_calls > 0 ? requested_at + block->window_remaining : absl::InfinitePast();
       size_t served = 0;
       while (served < waiting.size() && state.remaining_calls > 0) {
         --state.remaining_calls;
@@ -154,7 +174,11 @@ void RateLimiter::OnBlock(uint64_t app_id, absl::Time requested_at, absl::Status
         std::vector<Callback> rest(std::make_move_iterator(waiting.begin() + served),
                                    std::make_move_iterator(waiting.end()));
         if (block->limit_reached == QuotaLimitKind::kNone && block->granted_calls > 0) {
-          // More calls waited than a whole block covers: ask again for them.
+          // More calls waited than a whole block covers: ask again for them,
+          // with a block big enough for all of them.
+          state.next_block_calls =
+              std::min(std::max(state.next_block_calls * 2, static_cast<int64_t>(rest.size())), kMaxRequestedCalls);
+          max_calls = state.next_block_calls;
           state.waiting = std::move(rest);
           state.request_in_flight = true;
           ++acquire_requests_;
@@ -172,7 +196,7 @@ void RateLimiter::OnBlock(uint64_t app_id, absl::Time requested_at, absl::Status
   }
   for (Callback& done : admitted) done(absl::OkStatus());
   for (Callback& done : rejected) done(rejection);
-  if (send_again) Request(organization_id, app_id);
+  if (send_again) Request(organization_id, app_id, max_calls);
 }
 
 void RateLimiter::DropIdleStates(absl::Time now) {

@@ -3,7 +3,11 @@
 // (TokenService.AcquireQuota) and admits calls from its block without a
 // round trip; it asks again when the block is used up or its window has
 // ended. Calls for the same app that arrive while a request is in flight
-// wait for that one request instead of sending their own.
+// wait for that one request instead of sending their own. An app's first
+// block is one call; the next doubles while blocks are used up within
+// their window, up to the auth server's block size, and drops back to one
+// after a block expired unused, so a quiet app takes few calls it never
+// makes.
 //
 // The shared counters never grant more than a limit, so every instance
 // together admits at most the limit per window and per day. A block that
@@ -52,9 +56,9 @@ class QuotaSource {
  public:
   using Callback = std::function<void(absl::StatusOr<QuotaBlock>)>;
   virtual ~QuotaSource() = default;
-  // Requests a block for the app and calls `done` exactly once, possibly
-  // on another thread.
-  virtual void Acquire(uint64_t organization_id, uint64_t app_id, Callback done) = 0;
+  // Requests a block of at most `max_calls` for the app and calls `done`
+  // exactly once, possibly on another thread.
+  virtual void Acquire(uint64_t organization_id, uint64_t app_id, int64_t max_calls, Callback done) = 0;
 };
 
 // Calls TokenService.AcquireQuota without blocking the calling thread.
@@ -62,7 +66,7 @@ class RemoteQuotaSource : public QuotaSource {
  public:
   // Each request gets `timeout` as its deadline.
   RemoteQuotaSource(std::shared_ptr<grpc::Channel> channel, absl::Duration timeout);
-  void Acquire(uint64_t organization_id, uint64_t app_id, Callback done) override;
+  void Acquire(uint64_t organization_id, uint64_t app_id, int64_t max_calls, Callback done) override;
 
  private:
   std::unique_ptr<crm::auth::v1::TokenService::Stub> stub_;
@@ -94,10 +98,12 @@ class RateLimiter {
     absl::Time block_expire_time = absl::InfinitePast();
     bool request_in_flight = false;
     std::vector<Callback> waiting;
+    // Calls to ask for in the next request (the auth server caps it).
+    int64_t next_block_calls = 1;
   };
 
   // Sends one request for `app_id`; the caller has set request_in_flight.
-  void Request(uint64_t organization_id, uint64_t app_id);
+  void Request(uint64_t organization_id, uint64_t app_id, int64_t max_calls);
   void OnBlock(uint64_t app_id, absl::Time requested_at, absl::StatusOr<QuotaBlock> block);
   // Drops states without a live block or waiting calls once the map grows.
   void DropIdleStates(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
