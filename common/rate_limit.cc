@@ -38,8 +38,8 @@ QuotaGrant ComputeQuotaGrant(int64_t block, int64_t window_used, int64_t burst_l
   QuotaGrant grant;
   grant.granted_calls = std::max<int64_t>(0, std::min({block, burst_left, daily_left}));
   if (grant.granted_calls == block) return grant;
-  // The limit with fewer calls left cut the grant; on a tie the daily
-  // limit is named, because waiting for the next window would not help.
+  // The limit with fewer calls left cut the grant. On a tie the daily limit
+  // is named, because waiting for the next window would not help.
   grant.limit_reached = daily_left <= burst_left ? QuotaLimitKind::kDaily : QuotaLimitKind::kBurst;
   return grant;
 }

@@ -45,7 +45,7 @@ absl::Duration DayRemaining(absl::Time now);
 // rounded down, and at least 1.
 int64_t QuotaBlockSize(int64_t burst_limit, int64_t daily_limit);
 
-// Which limit cut a grant below the block size.
+// The limit that cut a grant below the block size.
 enum class QuotaLimitKind { kNone, kBurst, kDaily };
 
 struct QuotaGrant {

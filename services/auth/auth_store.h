@@ -215,10 +215,10 @@ class AuthStore {
                                                       const v1::GetApiUsageRequest& request);
 
   // Grants a block of calls to `app_id` of `organization_id` from the
-  // shared counters of the current window and day, in one transaction that
-  // locks the day row and then the window row; see
-  // TokenService.AcquireQuota. `max_calls` above 0 caps the block. NOT_FOUND
-  // when the app does not exist in that organization.
+  // shared counters of the current window and day (TokenService.AcquireQuota).
+  // One transaction locks the day row and then the window row. `max_calls`
+  // above 0 caps the block. NOT_FOUND when the app does not exist in that
+  // organization.
   absl::StatusOr<QuotaBlockGrant> AcquireQuota(uint64_t organization_id, uint64_t app_id, int64_t max_calls = 0);
 
   // Deletes rate limit counters of windows and days that ended more than

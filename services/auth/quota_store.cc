@@ -86,8 +86,10 @@ absl::StatusOr<QuotaBlockGrant> AuthStore::AcquireQuota(uint64_t organization_id
       }
     }
 
-    // Every grant locks the day row before the window row, so concurrent
-    // grants cannot deadlock on each other.
+    // Every grant locks the day row before the window row, so grants do not
+    // wait on each other's row locks in a cycle. Gap locks of rows that two
+    // grants insert at once can still deadlock, and RunInTransaction
+    // retries those.
     Statement insert_day = Prepare(connection,
                                    "INSERT INTO quota_days (organization_id, day_start, used_calls) VALUES (?, ?, 0)"
                                    " ON DUPLICATE KEY UPDATE used_calls = used_calls");

@@ -87,7 +87,7 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
                                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response);
   void CheckToken(const std::shared_ptr<Call>& call, std::string token);
   void Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims> claims);
-  // Answers GetTokenInfo, or hands the call to the worker pool.
+  // Returns the GetTokenInfo response, or hands the call to the worker pool.
   void Run(std::shared_ptr<Call> call);
   absl::Status Execute(Call& call);
 

@@ -1,8 +1,8 @@
 // Enforcement of the rate limits on a CRM server. Every instance takes
 // blocks of calls per app from the auth server's shared counters
 // (TokenService.AcquireQuota) and admits calls from its block without a
-// round trip; it asks again when the block is used up or its window has
-// ended. Calls for the same app that arrive while a request is in flight
+// round trip. It requests a new block when the block is used up or its
+// window has ended. Calls for the same app that arrive while a request is in flight
 // wait for that one request instead of sending their own. An app's first
 // block is one call; the next doubles while blocks are used up within
 // their window, up to the auth server's block size, and drops back to one
@@ -40,11 +40,11 @@
 
 namespace crm::data {
 
-// One AcquireQuota answer.
+// One AcquireQuota response.
 struct QuotaBlock {
   int64_t granted_calls = 0;
   QuotaLimitKind limit_reached = QuotaLimitKind::kNone;
-  // Time left in the window and the day when the auth server answered.
+  // Time left in the window and the day when the auth server granted the block.
   absl::Duration window_remaining;
   absl::Duration day_remaining;
   int32_t burst_limit_per_10s = 0;

@@ -393,7 +393,7 @@ TEST_F(RateLimitTest, CountersPurgedAfterRetention) {
   ASSERT_TRUE(ListLeads(token).ok());
   ASSERT_FALSE(WindowCounters(app_id).empty());
 
-  // A store whose clock is three days ahead sees today's rows as expired.
+  // To a store whose clock is three days ahead, today's rows are expired.
   crm::auth::AuthStore later(&stack_->auth_pool(), stack_->secrets(), RandomBytes,
                              [] { return absl::Now() + absl::Hours(72); });
   absl::StatusOr<int> purged = later.PurgeQuotaCounters(1000);

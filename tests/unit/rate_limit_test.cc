@@ -76,14 +76,14 @@ TEST(ComputeQuotaGrant, LoweredLimitBelowUsageGrantsNothing) {
   EXPECT_EQ(grant.limit_reached, QuotaLimitKind::kDaily);
 }
 
-// A quota source whose requests the test answers by hand.
+// A quota source whose requests the test completes by hand.
 class FakeQuotaSource : public QuotaSource {
  public:
   void Acquire(uint64_t organization_id, uint64_t app_id, int64_t max_calls, Callback done) override {
     requests.push_back(Pending{organization_id, app_id, max_calls, std::move(done)});
   }
 
-  // Answers the oldest open request.
+  // Completes the oldest open request with `block`.
   void Answer(absl::StatusOr<QuotaBlock> block) {
     ASSERT_FALSE(requests.empty());
     Pending pending = std::move(requests.front());
@@ -146,18 +146,18 @@ TEST_F(RateLimiterTest, ConcurrentCallsShareOneRequest) {
   EXPECT_TRUE(outcomes_.statuses[4].ok());
   EXPECT_EQ(limiter_.acquire_requests(), 1);
 
-  // The block is used up: the next call asks again.
+  // The block is used up: the next call sends a request.
   limiter_.Admit(7, 42, outcomes_.Add());
   EXPECT_EQ(source_.requests.size(), 1u);
 }
 
-TEST_F(RateLimiterTest, BlockSizeDoublesWhileUsedUpAndResetsAfterWaste) {
+TEST_F(RateLimiterTest, BlockSizeGrowsAndResets) {
   limiter_.Admit(7, 42, outcomes_.Add());
   ASSERT_EQ(source_.requests.size(), 1u);
   EXPECT_EQ(source_.requests[0].max_calls, 1);
   source_.Answer(Block(1));
 
-  // Used up within its window: the next request asks for twice as many.
+  // Used up within its window: the next request is for twice as many.
   limiter_.Admit(7, 42, outcomes_.Add());
   ASSERT_EQ(source_.requests.size(), 1u);
   EXPECT_EQ(source_.requests[0].max_calls, 2);
@@ -235,7 +235,7 @@ TEST_F(RateLimiterTest, DailyLimitRetriesAtMidnight) {
 TEST_F(RateLimiterTest, RejectionIsNotCached) {
   limiter_.Admit(7, 42, outcomes_.Add());
   source_.Answer(Block(0, QuotaLimitKind::kBurst));
-  // A raised limit must apply to the next call, so it asks again.
+  // A raised limit must apply to the next call, so it sends a request.
   limiter_.Admit(7, 42, outcomes_.Add());
   ASSERT_EQ(source_.requests.size(), 1u);
   source_.Answer(Block(5));
