@@ -1,5 +1,6 @@
 #include "common/error_details.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/cord.h"
@@ -42,6 +43,8 @@ constexpr ReasonName kReasonNames[] = {
     {ErrorReason::kDatabaseTimeout, "DATABASE_TIMEOUT"},
     {ErrorReason::kTransactionConflict, "TRANSACTION_CONFLICT"},
     {ErrorReason::kInternalError, "INTERNAL_ERROR"},
+    {ErrorReason::kRateLimited, "RATE_LIMITED"},
+    {ErrorReason::kDailyLimitExceeded, "DAILY_LIMIT_EXCEEDED"},
 };
 
 template <typename Detail>
@@ -84,6 +87,16 @@ absl::Status WithErrorInfo(absl::Status status, ErrorReason reason, const ErrorM
   return status;
 }
 
+absl::Status WithRetryInfo(absl::Status status, absl::Duration delay) {
+  if (status.ok()) return status;
+  int64_t millis = absl::ToInt64Milliseconds(absl::Ceil(std::max(delay, absl::ZeroDuration()), absl::Milliseconds(1)));
+  google::rpc::RetryInfo info;
+  info.mutable_retry_delay()->set_seconds(millis / 1000);
+  info.mutable_retry_delay()->set_nanos(static_cast<int32_t>(millis % 1000) * 1000000);
+  SetPayload(status, kRetryInfoTypeUrl, info);
+  return status;
+}
+
 absl::Status WithFieldViolation(absl::Status status, absl::string_view field, absl::string_view description) {
   if (status.ok()) return status;
   google::rpc::BadRequest bad_request = GetBadRequest(status).value_or(google::rpc::BadRequest());
@@ -116,6 +129,10 @@ std::optional<google::rpc::ErrorInfo> GetErrorInfo(const absl::Status& status) {
 
 std::optional<google::rpc::BadRequest> GetBadRequest(const absl::Status& status) {
   return GetPayload<google::rpc::BadRequest>(status, kBadRequestTypeUrl);
+}
+
+std::optional<google::rpc::RetryInfo> GetRetryInfo(const absl::Status& status) {
+  return GetPayload<google::rpc::RetryInfo>(status, kRetryInfoTypeUrl);
 }
 
 std::string GetErrorReason(const absl::Status& status) {

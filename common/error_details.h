@@ -10,6 +10,9 @@
 // is left empty at the error site: ToGrpcStatus sets it to the domain of the
 // service that answers the call.
 //
+// Errors that a later retry may cure, such as a rate limit, also carry a
+// RetryInfo with the delay after which a retry can succeed.
+//
 // The reasons are one stable list shared by both services; docs/clients.md
 // lists each with its status code and metadata keys. Never put a token, an
 // admin key or another secret into a message, metadata value or violation.
@@ -23,6 +26,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 
@@ -36,6 +40,7 @@ inline constexpr absl::string_view kDataErrorDomain = "data.crm.example";
 
 inline constexpr absl::string_view kErrorInfoTypeUrl = "type.googleapis.com/google.rpc.ErrorInfo";
 inline constexpr absl::string_view kBadRequestTypeUrl = "type.googleapis.com/google.rpc.BadRequest";
+inline constexpr absl::string_view kRetryInfoTypeUrl = "type.googleapis.com/google.rpc.RetryInfo";
 
 // ErrorInfo.reason values. Clients switch on the name, so a name never
 // changes meaning once released; add new reasons at the end.
@@ -67,6 +72,8 @@ enum class ErrorReason {
   kDatabaseTimeout,       // DEADLINE_EXCEEDED: a statement ran out of time
   kTransactionConflict,   // ABORTED: concurrent transactions conflicted on every attempt
   kInternalError,         // INTERNAL or DATA_LOSS: a server fault, not the caller's
+  kRateLimited,           // RESOURCE_EXHAUSTED: the app reached its burst limit in the current 10-second window
+  kDailyLimitExceeded,    // RESOURCE_EXHAUSTED: the organization reached its daily limit of calls
 };
 
 // The reason's name in UPPER_SNAKE_CASE, such as "SCOPE_MISSING".
@@ -82,6 +89,11 @@ using ErrorMetadata = std::map<std::string, std::string>;
 // Returns `status` with an ErrorInfo of `reason` and `metadata`, replacing
 // an earlier ErrorInfo. An OK status is returned unchanged.
 absl::Status WithErrorInfo(absl::Status status, ErrorReason reason, const ErrorMetadata& metadata = {});
+
+// Returns `status` with a RetryInfo whose retry_delay is `delay`, rounded up
+// to whole milliseconds, replacing an earlier RetryInfo. An OK status is
+// returned unchanged.
+absl::Status WithRetryInfo(absl::Status status, absl::Duration delay);
 
 // Returns `status` with one more BadRequest field violation. `field` is the
 // path of the field in the request, such as "private_app.display_name".
@@ -102,6 +114,7 @@ absl::Status PrefixFieldViolations(absl::Status status, absl::string_view prefix
 // none (or it does not parse).
 std::optional<google::rpc::ErrorInfo> GetErrorInfo(const absl::Status& status);
 std::optional<google::rpc::BadRequest> GetBadRequest(const absl::Status& status);
+std::optional<google::rpc::RetryInfo> GetRetryInfo(const absl::Status& status);
 
 // The reason of the status's ErrorInfo, or "" when it has none.
 std::string GetErrorReason(const absl::Status& status);

@@ -9,7 +9,8 @@
 #
 # Unless --skip_build is given, it installs missing packages and builds.
 # It starts a private MariaDB under BUILD/bench/full (or BUILD/bench/smoke)
-# and auth_server, crm_server, crm_server_noauth and echo_server on free
+# and auth_server, crm_server (twice: with the rate limiter, and with
+# --rate_limits=false), crm_server_noauth and echo_server on free
 # loopback ports with a new key file. It seeds organizations and apps
 # through crmctl and the API, and leads directly in SQL. Then it runs every
 # scenario one after another with BUILD/tools/bench/loadgen, and sysbench's
@@ -212,21 +213,26 @@ start_server() {
   exit 1
 }
 
-start_server auth "$auth_server" --listen_host=127.0.0.1 --port=0 --internal_port=0 --log_level="$log_level"
+# Default rate limits at their maximums, so that the limiter runs on every
+# call but never rejects one.
+start_server auth "$auth_server" --listen_host=127.0.0.1 --port=0 --internal_port=0 --log_level="$log_level" \
+  --default_burst_limit_per_10s=1000000 --default_daily_limit=1000000000
 auth_pid=$server_pid auth_port=$server_port
 # TokenService listens on the auth server's internal port.
 auth_internal_port=$(sed -n 's/.*, internal [^ ]*:\([0-9][0-9]*\) .*/\1/p' "$state/auth.log" | head -1)
 crm_flags=(--listen_host=127.0.0.1 --port=0 --auth_target="127.0.0.1:$auth_internal_port" --log_level="$log_level")
 start_server crm "$crm_server" "${crm_flags[@]}"
 crm_pid=$server_pid crm_port=$server_port
+start_server crm_nolimit "$crm_server" "${crm_flags[@]}" --rate_limits=false
+nolimit_pid=$server_pid nolimit_port=$server_port
 start_server crm_noauth "$crm_server_noauth" "${crm_flags[@]}"
 noauth_pid=$server_pid noauth_port=$server_port
 start_server crm_nolog "$crm_server" "${crm_flags[@]}" --api_call_log=false
 nolog_pid=$server_pid nolog_port=$server_port
 start_server echo "$echo_server" --listen_host=127.0.0.1 --port=0
 echo_pid=$server_pid echo_port=$server_port
-log "auth :$auth_port (internal :$auth_internal_port), crm :$crm_port, crm_noauth :$noauth_port," \
-  "crm_nolog :$nolog_port, echo :$echo_port, MariaDB $socket"
+log "auth :$auth_port (internal :$auth_internal_port), crm :$crm_port, crm_nolimit :$nolimit_port," \
+  "crm_noauth :$noauth_port, crm_nolog :$nolog_port, echo :$echo_port, MariaDB $socket"
 
 # -------------------------------------------------------------------- seed
 seed=$state/seed
@@ -325,6 +331,7 @@ run_scenario() {
     crm) watch="crm=$crm_pid,auth=$auth_pid,db=$db_pid" ;;
     crm_noauth) watch="crm_noauth=$noauth_pid,auth=$auth_pid,db=$db_pid" ;;
     crm_nolog) watch="crm_nolog=$nolog_pid,auth=$auth_pid,db=$db_pid" ;;
+    crm_nolimit) watch="crm_nolimit=$nolimit_pid,auth=$auth_pid,db=$db_pid" ;;
     auth) watch="auth=$auth_pid,db=$db_pid" ;;
     echo) watch="echo=$echo_pid" ;;
   esac
@@ -354,6 +361,8 @@ run_scenario echo_get_lead "GetLead, echo server (baseline)" echo "$echo_port" -
   --tokens_file="$seed/small-tokens.txt" "${leads[@]}"
 run_scenario get_lead "GetLead, cached token" crm "$crm_port" "${get_lead_flags[@]}"
 run_scenario get_lead_no_call_log "GetLead, cached token, --api_call_log=false" crm_nolog "$nolog_port" \
+  "${get_lead_flags[@]}"
+run_scenario nolimit_get_lead "GetLead, cached token, --rate_limits=false" crm_nolimit "$nolimit_port" \
   "${get_lead_flags[@]}"
 run_scenario noauth_get_lead "GetLead, crm_server_noauth (no token check)" crm_noauth "$noauth_port" \
   --scenario=get_lead --tokens_file="$seed/small-tokens.txt" "${leads[@]}"
@@ -435,6 +444,7 @@ verdict() { awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN {
 get_lead=$(report get_lead .calls_per_second)
 echo_get_lead=$(report echo_get_lead .calls_per_second)
 noauth_get_lead=$(report noauth_get_lead .calls_per_second)
+nolimit_get_lead=$(report nolimit_get_lead .calls_per_second)
 create_lead=$(report create_lead .calls_per_second)
 sysbench_insert=$(report sysbench_insert .calls_per_second)
 list_small_p50=$(report list_small .latency_ms.p50)
@@ -468,8 +478,10 @@ fi
 call_log_ratio=$(ratio "$with_log" "$without_log")
 call_log_cost=$(awk -v a="$with_log" -v b="$without_log" 'BEGIN { printf "%.3f", (b == 0 ? 1 : 1 - a / b) }')
 call_log_text="API call log on / off = $call_log_ratio ($with_log / $without_log calls/s): it costs $(awk -v c="$call_log_cost" 'BEGIN { printf "%.1f%%", c * 100 }') of GetLead throughput (target <= 10%: $(verdict "$call_log_cost" "<=" 0.10))"
+limiter_ratio=$(ratio "$get_lead" "$nolimit_get_lead")
 declare -A targets=(
   [get_lead]="GetLead / echo = $echo_ratio ($get_lead / $echo_get_lead calls/s; target >= 0.50: $(verdict "$echo_ratio" ">=" 0.50)). Auth layer costs $(awk -v c="$auth_cost" 'BEGIN { printf "%.1f%%", c * 100 }') of noauth's $noauth_get_lead calls/s (target <= 10%: $(verdict "$auth_cost" "<=" 0.10))"
+  [nolimit_get_lead]="GetLead with the rate limiter / without = $limiter_ratio ($get_lead / $nolimit_get_lead calls/s)"
   [list_big]="p50 $list_p50_ratio x, p99 $list_p99_ratio x the small organization's (target <= 1.5 x: $(verdict "$list_worst" "<=" 1.5))"
   [create_lead]="CreateLead / sysbench oltp_insert = $insert_ratio ($create_lead / $sysbench_insert per s; target >= 0.50: $(verdict "$insert_ratio" ">=" 0.50))"
   [warm_tokens]="$(report warm_tokens .server_status.cached_tokens) cached tokens, cache_bytes $(report warm_tokens .server_status.cache_bytes); crm_server VmHWM $crm_hwm_mib MiB, VmRSS $(awk -v k="$(report warm_tokens .processes.crm.vm_rss_kib)" 'BEGIN { printf "%.1f", k / 1024 }') MiB (target < 200 MiB: $(verdict "$crm_hwm_mib" "<" 200))"

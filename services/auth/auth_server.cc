@@ -276,6 +276,52 @@ grpc::Status PrivateAppServiceImpl::ListApiCalls(grpc::ServerContext* context,
   return log.Finish(api_calls_->List(*caller, *request), response);
 }
 
+grpc::Status PrivateAppServiceImpl::GetApiUsage(grpc::ServerContext* context, const v1::GetApiUsageRequest* request,
+                                                v1::GetApiUsageResponse* response) {
+  CallLog log("PrivateAppService/GetApiUsage", *context);
+  absl::StatusOr<AdminCaller> caller = AuthenticateAdmin(*context);
+  if (!caller.ok()) return log.Finish(caller.status());
+  log.set_organization_id(caller->organization_id);
+  return log.Finish(store_->GetApiUsage(*caller, *request), response);
+}
+
+grpc::Status TokenServiceImpl::AcquireQuota(grpc::ServerContext* context, const v1::AcquireQuotaRequest* request,
+                                            v1::AcquireQuotaResponse* response) {
+  CallLog log("TokenService/AcquireQuota", *context);
+  absl::StatusOr<uint64_t> organization_id = ParseId("organization_id", request->organization_id());
+  if (!organization_id.ok()) return log.Finish(organization_id.status());
+  absl::StatusOr<uint64_t> app_id = ParseId("app_id", request->app_id());
+  if (!app_id.ok()) return log.Finish(app_id.status());
+  log.set_organization_id(*organization_id);
+  log.set_app_id(request->app_id());
+  if (request->max_calls() < 0) {
+    return log.Finish(InvalidFieldError("max_calls", absl::StrCat("max_calls must not be negative; got ",
+                                                                  request->max_calls())));
+  }
+
+  absl::StatusOr<QuotaBlockGrant> grant = store_->AcquireQuota(*organization_id, *app_id, request->max_calls());
+  if (!grant.ok()) return log.Finish(grant.status());
+  response->set_granted_calls(grant->granted_calls);
+  *response->mutable_window_remaining() = google::protobuf::util::TimeUtil::MicrosecondsToDuration(
+      absl::ToInt64Microseconds(grant->window_remaining));
+  *response->mutable_day_remaining() =
+      google::protobuf::util::TimeUtil::MicrosecondsToDuration(absl::ToInt64Microseconds(grant->day_remaining));
+  response->set_burst_limit_per_10s(grant->burst_limit_per_10s);
+  response->set_daily_limit(grant->daily_limit);
+  switch (grant->limit_reached) {
+    case QuotaLimitKind::kNone:
+      response->set_limit_reached(v1::QUOTA_LIMIT_UNSPECIFIED);
+      break;
+    case QuotaLimitKind::kBurst:
+      response->set_limit_reached(v1::QUOTA_LIMIT_BURST);
+      break;
+    case QuotaLimitKind::kDaily:
+      response->set_limit_reached(v1::QUOTA_LIMIT_DAILY);
+      break;
+  }
+  return log.Finish(absl::OkStatus());
+}
+
 grpc::Status TokenServiceImpl::CheckToken(grpc::ServerContext* context, const v1::CheckTokenRequest* request,
                                           v1::CheckTokenResponse* response) {
   CallLog log("TokenService/CheckToken", *context);
@@ -363,19 +409,28 @@ absl::Status ValidateInvalidationOptions(const AuthServerOptions& options) {
   if (options.invalidation_window_entries < 1) {
     return absl::InvalidArgumentError("the invalidation window must hold at least 1 entry");
   }
+  const RateLimitDefaults& limits = options.rate_limit_defaults;
+  if (limits.burst_limit_per_10s < 1 || limits.burst_limit_per_10s > kMaxBurstLimitPer10s ||
+      limits.daily_limit < 1 || limits.daily_limit > kMaxDailyLimit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the default burst limit must be from 1 to ", kMaxBurstLimitPer10s, " and the default daily limit from 1 to ",
+        kMaxDailyLimit, ", got ", limits.burst_limit_per_10s, " and ", limits.daily_limit));
+  }
   return absl::OkStatus();
 }
 
 }  // namespace
 
 AuthServer::AuthServer(MysqlPool* pool, const Secrets& secrets, const AuthServerOptions& options)
-    : store_(pool, secrets, options.random, options.clock,
-             [this](int64_t sequence) {
-               if (!tailer_.WakeAndAwait(sequence, kMaxPublishWait)) {
-                 spdlog::debug("invalidation {} not yet streamed after {}; responding anyway", sequence,
-                               absl::FormatDuration(kMaxPublishWait));
-               }
-             }),
+    : store_(
+          pool, secrets, options.random, options.clock,
+          [this](int64_t sequence) {
+            if (!tailer_.WakeAndAwait(sequence, kMaxPublishWait)) {
+              spdlog::debug("invalidation {} not yet streamed after {}; responding anyway", sequence,
+                            absl::FormatDuration(kMaxPublishWait));
+            }
+          },
+          options.rate_limit_defaults),
       limiter_(options.credential_limiter),
       api_calls_(pool, secrets.page_token_key),
       tailer_(&store_, TailerOptions(options)),

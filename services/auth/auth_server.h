@@ -88,6 +88,8 @@ class PrivateAppServiceImpl final : public v1::PrivateAppService::Service {
                                         v1::UpdateOrganizationPolicyResponse* response) override;
   grpc::Status ListApiCalls(grpc::ServerContext* context, const v1::ListApiCallsRequest* request,
                             v1::ListApiCallsResponse* response) override;
+  grpc::Status GetApiUsage(grpc::ServerContext* context, const v1::GetApiUsageRequest* request,
+                           v1::GetApiUsageResponse* response) override;
 
  private:
   // Returns the organization of the call's admin key, or the one
@@ -113,6 +115,8 @@ class TokenServiceImpl final
                                 v1::ReportTokenUsageResponse* response) override;
   grpc::Status ReportApiCalls(grpc::ServerContext* context, const v1::ReportApiCallsRequest* request,
                               v1::ReportApiCallsResponse* response) override;
+  grpc::Status AcquireQuota(grpc::ServerContext* context, const v1::AcquireQuotaRequest* request,
+                            v1::AcquireQuotaResponse* response) override;
   grpc::ServerWriteReactor<v1::WatchInvalidationsResponse>* WatchInvalidations(
       grpc::CallbackServerContext* context, const v1::WatchInvalidationsRequest* request) override;
 
@@ -165,6 +169,8 @@ struct AuthServerOptions {
   // one and a negative port serves no metrics.
   std::string metrics_host = "127.0.0.1";
   int metrics_port = -1;
+  // Rate limits of organizations whose policy leaves them 0.
+  RateLimitDefaults rate_limit_defaults;
 };
 
 // A running auth server. Stops on Shutdown() or destruction.

@@ -24,6 +24,7 @@
 #include "common/error_details.h"
 #include "common/logging.h"
 #include "common/mysql_pool.h"
+#include "common/rate_limit.h"
 #include "common/text.h"
 #include "services/auth/logo.h"
 
@@ -59,6 +60,9 @@ constexpr absl::string_view kOutputOnlyPaths[] = {"id",
                                                   "last_used_peer",
                                                   "previous_token_last_used_time"};
 constexpr absl::string_view kTokenRevealEnabledPath = "token_reveal_enabled";
+constexpr absl::string_view kBurstLimitPath = "burst_limit_per_10s";
+constexpr absl::string_view kDailyLimitPath = "daily_limit";
+constexpr absl::string_view kPolicyPaths[] = {kTokenRevealEnabledPath, kBurstLimitPath, kDailyLimitPath};
 // Maximum length of a stored last_used_peer; an IPv6 address with a zone
 // fits.
 constexpr size_t kMaxPeerChars = 64;
@@ -286,6 +290,23 @@ absl::StatusOr<bool> ReadRevealEnabled(sql::Connection& connection, uint64_t org
   return rows->getBoolean(1);
 }
 
+// Returns the organization's policy as stored: a rate limit of 0 means the
+// server default. With `for_update`, locks the organization row.
+absl::StatusOr<v1::OrganizationPolicy> ReadPolicy(sql::Connection& connection, uint64_t organization_id,
+                                                  bool for_update) {
+  Statement select = Prepare(connection, absl::StrCat("SELECT token_reveal_enabled, burst_limit_per_10s, daily_limit"
+                                                      " FROM organizations WHERE id = ?",
+                                                      for_update ? " FOR UPDATE" : ""));
+  select->setUInt64(1, organization_id);
+  Rows rows(select->executeQuery());
+  if (!rows->next()) return absl::NotFoundError(absl::StrCat("organization ", organization_id, " not found"));
+  v1::OrganizationPolicy policy;
+  policy.set_token_reveal_enabled(rows->getBoolean(1));
+  policy.set_burst_limit_per_10s(rows->getInt(2));
+  policy.set_daily_limit(rows->getInt64(3));
+  return policy;
+}
+
 // The fields of one audit event besides its caller and time.
 struct AuditRecord {
   uint64_t app_id = 0;  // 0 for organization-wide actions.
@@ -464,13 +485,14 @@ absl::StatusOr<uint64_t> ParseId(absl::string_view field, absl::string_view valu
 }
 
 AuthStore::AuthStore(MysqlPool* pool, Secrets secrets, RandomSource random, Clock clock,
-                     InvalidationCommitted on_invalidation)
+                     InvalidationCommitted on_invalidation, RateLimitDefaults rate_limit_defaults)
     : pool_(pool),
       secrets_(std::move(secrets)),
       random_(std::move(random)),
       clock_(std::move(clock)),
       on_invalidation_(std::move(on_invalidation)),
-      page_tokens_(secrets_.page_token_key) {}
+      page_tokens_(secrets_.page_token_key),
+      rate_limit_defaults_(rate_limit_defaults) {}
 
 std::vector<std::string> AuthStore::DigestsUnderEveryKey(absl::string_view credential) const {
   std::vector<std::string> digests = {HmacSha256(secrets_.token_hmac_key, credential)};
@@ -1407,9 +1429,9 @@ absl::StatusOr<v1::GetOrganizationPolicyResponse> AuthStore::GetOrganizationPoli
     const AdminCaller& caller, const v1::GetOrganizationPolicyRequest& request) {
   v1::GetOrganizationPolicyResponse response;
   absl::Status status = pool_->Run("reading an organization policy", [&](sql::Connection& connection) {
-    absl::StatusOr<bool> enabled = ReadRevealEnabled(connection, caller.organization_id, /*for_update=*/false);
-    if (!enabled.ok()) return enabled.status();
-    response.mutable_policy()->set_token_reveal_enabled(*enabled);
+    absl::StatusOr<v1::OrganizationPolicy> policy = ReadPolicy(connection, caller.organization_id, false);
+    if (!policy.ok()) return policy.status();
+    *response.mutable_policy() = *std::move(policy);
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -1419,34 +1441,61 @@ absl::StatusOr<v1::GetOrganizationPolicyResponse> AuthStore::GetOrganizationPoli
 absl::StatusOr<v1::UpdateOrganizationPolicyResponse> AuthStore::UpdateOrganizationPolicy(
     const AdminCaller& caller, const v1::UpdateOrganizationPolicyRequest& request) {
   if (request.update_mask().paths().empty()) {
-    return absl::InvalidArgumentError("update_mask must name token_reveal_enabled");
+    return InvalidFieldError("update_mask", absl::StrCat("update_mask must name at least one of ",
+                                                         absl::StrJoin(kPolicyPaths, ", ")));
   }
   for (const std::string& path : request.update_mask().paths()) {
-    if (path != kTokenRevealEnabledPath) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("update_mask path \"", path, "\" is not a policy field; use token_reveal_enabled"));
+    if (std::find(std::begin(kPolicyPaths), std::end(kPolicyPaths), path) == std::end(kPolicyPaths)) {
+      return InvalidFieldError("update_mask", absl::StrCat("update_mask path \"", path,
+                                                           "\" is not a policy field; use ",
+                                                           absl::StrJoin(kPolicyPaths, ", ")));
     }
   }
-  bool enabled = request.policy().token_reveal_enabled();
+  const v1::OrganizationPolicy& requested = request.policy();
+  if (requested.burst_limit_per_10s() < 0 || requested.burst_limit_per_10s() > kMaxBurstLimitPer10s) {
+    return InvalidFieldError("policy.burst_limit_per_10s",
+                             absl::StrCat("policy.burst_limit_per_10s must be from 1 to ", kMaxBurstLimitPer10s,
+                                          ", or 0 for the server default; got ", requested.burst_limit_per_10s()));
+  }
+  if (requested.daily_limit() < 0 || requested.daily_limit() > kMaxDailyLimit) {
+    return InvalidFieldError("policy.daily_limit",
+                             absl::StrCat("policy.daily_limit must be from 1 to ", kMaxDailyLimit,
+                                          ", or 0 for the server default; got ", requested.daily_limit()));
+  }
   std::string now = ToDatetime(absl::ToUnixMicros(clock_()));
 
+  v1::OrganizationPolicy after;
   absl::Status status =
       pool_->RunInTransaction("updating an organization policy", [&](sql::Connection& connection) -> absl::Status {
-        absl::StatusOr<bool> before = ReadRevealEnabled(connection, caller.organization_id, /*for_update=*/true);
+        absl::StatusOr<v1::OrganizationPolicy> before = ReadPolicy(connection, caller.organization_id, true);
         if (!before.ok()) return before.status();
-        Statement update = Prepare(connection, "UPDATE organizations SET token_reveal_enabled = ? WHERE id = ?");
-        update->setBoolean(1, enabled);
-        update->setUInt64(2, caller.organization_id);
+        after = *before;
+        for (const std::string& path : request.update_mask().paths()) {
+          if (path == kTokenRevealEnabledPath) after.set_token_reveal_enabled(requested.token_reveal_enabled());
+          if (path == kBurstLimitPath) after.set_burst_limit_per_10s(requested.burst_limit_per_10s());
+          if (path == kDailyLimitPath) after.set_daily_limit(requested.daily_limit());
+        }
+        Statement update = Prepare(connection,
+                                   "UPDATE organizations SET token_reveal_enabled = ?, burst_limit_per_10s = ?,"
+                                   " daily_limit = ? WHERE id = ?");
+        update->setBoolean(1, after.token_reveal_enabled());
+        update->setInt(2, after.burst_limit_per_10s());
+        update->setInt64(3, after.daily_limit());
+        update->setUInt64(4, caller.organization_id);
         update->executeUpdate();
         std::vector<std::string> changed;
-        if (*before != enabled) changed.emplace_back(kTokenRevealEnabledPath);
+        if (before->token_reveal_enabled() != after.token_reveal_enabled()) {
+          changed.emplace_back(kTokenRevealEnabledPath);
+        }
+        if (before->burst_limit_per_10s() != after.burst_limit_per_10s()) changed.emplace_back(kBurstLimitPath);
+        if (before->daily_limit() != after.daily_limit()) changed.emplace_back(kDailyLimitPath);
         InsertAuditEvent(connection, caller,
                          AuditRecord{.action = v1::AUDIT_ACTION_POLICY_UPDATED, .changed_fields = changed}, now);
         return absl::OkStatus();
       });
   if (!status.ok()) return status;
   v1::UpdateOrganizationPolicyResponse response;
-  response.mutable_policy()->set_token_reveal_enabled(enabled);
+  *response.mutable_policy() = std::move(after);
   return response;
 }
 

@@ -34,6 +34,7 @@
 #include "common/crypto.h"
 #include "common/mysql_pool.h"
 #include "common/page_token.h"
+#include "common/rate_limit.h"
 #include "common/scopes.h"
 #include "common/secrets.h"
 #include "common/token.h"
@@ -119,6 +120,22 @@ struct ReencryptResult {
   int64_t admin_keys_under_older_keys = 0;
 };
 
+// Rate limits that apply where an organization's policy leaves them 0.
+struct RateLimitDefaults {
+  int32_t burst_limit_per_10s = kDefaultBurstLimitPer10s;
+  int64_t daily_limit = kDefaultDailyLimit;
+};
+
+// Result of AuthStore::AcquireQuota.
+struct QuotaBlockGrant {
+  int64_t granted_calls = 0;
+  QuotaLimitKind limit_reached = QuotaLimitKind::kNone;
+  absl::Duration window_remaining;
+  absl::Duration day_remaining;
+  int32_t burst_limit_per_10s = 0;
+  int64_t daily_limit = 0;
+};
+
 class AuthStore {
  public:
   // `pool` must outlive the store. `random` issues tokens and admin keys and
@@ -126,7 +143,7 @@ class AuthStore {
   // calling thread after each change that appended an invalidation log entry
   // has committed, before the method returns.
   AuthStore(MysqlPool* pool, Secrets secrets, RandomSource random = RandomBytes, Clock clock = absl::Now,
-            InvalidationCommitted on_invalidation = nullptr);
+            InvalidationCommitted on_invalidation = nullptr, RateLimitDefaults rate_limit_defaults = {});
 
   // Creates an organization with one admin key. INVALID_ARGUMENT when
   // display_name is empty, longer than 200 characters, contains control
@@ -192,6 +209,23 @@ class AuthStore {
   absl::StatusOr<v1::UpdateOrganizationPolicyResponse> UpdateOrganizationPolicy(
       const AdminCaller& caller, const v1::UpdateOrganizationPolicyRequest& request);
 
+  // The organization's call counts against its rate limits; see
+  // PrivateAppService.GetApiUsage.
+  absl::StatusOr<v1::GetApiUsageResponse> GetApiUsage(const AdminCaller& caller,
+                                                      const v1::GetApiUsageRequest& request);
+
+  // Grants a block of calls to `app_id` of `organization_id` from the
+  // shared counters of the current window and day (TokenService.AcquireQuota).
+  // One transaction locks the day row and then the window row. `max_calls`
+  // above 0 caps the block. NOT_FOUND when the app does not exist in that
+  // organization.
+  absl::StatusOr<QuotaBlockGrant> AcquireQuota(uint64_t organization_id, uint64_t app_id, int64_t max_calls = 0);
+
+  // Deletes rate limit counters of windows and days that ended more than
+  // two days before now, up to `max_rows` of each kind per call. Returns
+  // how many rows it deleted.
+  absl::StatusOr<int> PurgeQuotaCounters(int max_rows);
+
   // Reads up to `max_entries` invalidation log entries with a sequence above
   // `after_sequence`, and the latest sequence, in one snapshot. The log has
   // no gaps, so entries that start above after_sequence + 1, or none while
@@ -237,6 +271,7 @@ class AuthStore {
   const InvalidationCommitted on_invalidation_;
   const PageTokenCodec page_tokens_;
   std::atomic<int64_t> credential_lookups_{0};
+  const RateLimitDefaults rate_limit_defaults_;
 };
 
 // Parses an id from the API: a positive decimal integer without sign,

@@ -176,7 +176,25 @@ void InvalidationTailer::RunPurge() {
       spdlog::warn("invalidation log purge failed; retrying in {}: {}", absl::FormatDuration(options_.purge_interval),
                    purged.status().message());
     }
+    PurgeQuotaCounters();
   }
+}
+
+void InvalidationTailer::PurgeQuotaCounters() {
+  int total = 0;
+  while (true) {
+    absl::StatusOr<int> deleted = store_->PurgeQuotaCounters(kPurgeBatchEntries);
+    if (!deleted.ok()) {
+      spdlog::warn("rate limit counter purge failed; retrying in {}: {}", absl::FormatDuration(options_.purge_interval),
+                   deleted.status().message());
+      return;
+    }
+    total += *deleted;
+    if (*deleted < kPurgeBatchEntries) break;
+    absl::MutexLock lock(&mu_);
+    if (stopping_) break;
+  }
+  if (total > 0) spdlog::info("purged {} expired rate limit counter rows", total);
 }
 
 absl::StatusOr<int> InvalidationTailer::PurgeNow() {

@@ -11,6 +11,9 @@
 // A second thread deletes entries older than the retention period, in
 // batches, and then drops purged entries from the window too, so a
 // subscriber whose position was purged gets a reset on every instance.
+// The same thread also purges expired rate limit counters
+// (AuthStore::PurgeQuotaCounters), because both are periodic clean-ups of
+// the auth schema.
 //
 // No gRPC types here; the streams live in invalidation_stream.h.
 #ifndef CRM_SERVICES_AUTH_INVALIDATION_TAILER_H_
@@ -101,6 +104,8 @@ class InvalidationTailer {
  private:
   void RunTail();
   void RunPurge();
+  // Deletes expired rate limit counters in batches; logs a failure.
+  void PurgeQuotaCounters();
   // Reads once and updates the state. Returns whether the read filled a
   // whole batch, so more entries may be waiting.
   bool ReadOnce();

@@ -12,6 +12,7 @@
 #include "common/logging.h"
 #include "common/migrations.h"
 #include "common/mysql_pool.h"
+#include "common/rate_limit.h"
 #include "common/secrets.h"
 #include "common/server_setup.h"
 #include "common/tls.h"
@@ -50,6 +51,12 @@ ABSL_FLAG(int, api_call_retention_days, 30,
           "Days an API call log row (PrivateAppService.ListApiCalls) is kept; older rows are purged every minute");
 ABSL_FLAG(int, metrics_port, -1,
           "TCP port of the Prometheus endpoint GET /metrics; -1 serves no metrics, 0 picks a free port");
+ABSL_FLAG(int, default_burst_limit_per_10s, 100,
+          "CrmService calls each app may make per 10-second window where the organization's policy sets no "
+          "burst limit");
+ABSL_FLAG(int, default_daily_limit, 250000,
+          "CrmService calls all apps of an organization may make per UTC day where its policy sets no daily "
+          "limit");
 ABSL_FLAG(std::string, metrics_host, "", "Address of the metrics endpoint; empty means the same as --listen_host");
 
 namespace {
@@ -85,7 +92,9 @@ int main(int argc, char** argv) {
                             {"invalidation_retention_hours", 1, 8760},
                             {"invalidation_purge_interval_seconds", 1, 86400},
                             {"invalidation_window_entries", 1, 10000000},
-                            {"api_call_retention_days", 1, 3650}},
+                            {"api_call_retention_days", 1, 3650},
+                            {"default_burst_limit_per_10s", 1, crm::kMaxBurstLimitPer10s},
+                            {"default_daily_limit", 1, crm::kMaxDailyLimit}},
                            {"listen_host", "db_user"});
   crm::ConfigureLogging(absl::GetFlag(FLAGS_log_level));
   crm::LogEffectiveConfiguration("auth_server");
@@ -144,6 +153,8 @@ int main(int argc, char** argv) {
   options.metrics_host =
       absl::GetFlag(FLAGS_metrics_host).empty() ? absl::GetFlag(FLAGS_listen_host) : absl::GetFlag(FLAGS_metrics_host);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.rate_limit_defaults.burst_limit_per_10s = absl::GetFlag(FLAGS_default_burst_limit_per_10s);
+  options.rate_limit_defaults.daily_limit = absl::GetFlag(FLAGS_default_daily_limit);
   absl::StatusOr<std::unique_ptr<crm::auth::AuthServer>> server =
       crm::auth::AuthServer::Start(options, pool->get(), *secrets);
   if (!server.ok()) Fail("cannot start the server", server.status());

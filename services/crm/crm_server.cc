@@ -43,9 +43,17 @@ absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptio
     server->call_log_->Start();
   }
   server->workers_ = std::make_unique<WorkerPool>(options.worker_threads, options.max_queued_requests);
+#ifndef CRM_BENCHMARK_SKIP_AUTH
+  // The benchmark build without token checks has no app to limit.
+  if (options.rate_limits_enabled) {
+    server->quota_source_ = std::make_unique<RemoteQuotaSource>(auth_channel, options.quota_request_timeout);
+    server->rate_limiter_ = std::make_unique<RateLimiter>(server->quota_source_.get());
+  }
+#endif
   server->service_ = std::make_unique<CrmServiceImpl>(server->store_.get(), checker, server->workers_.get(),
                                                       server->limiter_.get(), server->usage_.get(),
-                                                      options.max_call_duration, server->call_log_.get());
+                                                      options.max_call_duration, server->call_log_.get(),
+                                                      server->rate_limiter_.get());
   server->status_service_ = std::make_unique<CrmStatusServiceImpl>(
       server->token_cache_.get(), server->watcher_.get(), server->caching_checker_.get());
 
@@ -101,6 +109,13 @@ void CrmServer::AddMetrics(const CrmServerOptions& options, MysqlPool* pool) {
       out.Family("crm_api_call_log_buffered", "gauge",
                  "API call log records waiting for the next report to the auth service.");
       out.Sample("crm_api_call_log_buffered", {}, static_cast<double>(call_log_->buffered()));
+    });
+  }
+  if (rate_limiter_ != nullptr) {
+    metrics_.Add([this](PrometheusText& out) {
+      out.Family("crm_rate_limit_quota_requests_total", "counter",
+                 "AcquireQuota requests sent to the auth server for blocks of calls.");
+      out.Sample("crm_rate_limit_quota_requests_total", {}, static_cast<double>(rate_limiter_->acquire_requests()));
     });
   }
   if (caching_checker_ == nullptr) return;

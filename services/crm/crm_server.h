@@ -21,6 +21,7 @@
 #include "services/crm/caching_token_checker.h"
 #include "services/crm/crm_service.h"
 #include "services/crm/invalidation_watcher.h"
+#include "services/crm/rate_limiter.h"
 #include "services/crm/token_cache.h"
 #include "services/crm/record_store.h"
 #include "services/crm/token_checker.h"
@@ -75,6 +76,11 @@ struct CrmServerOptions {
   // one and a negative port serves no metrics.
   std::string metrics_host = "127.0.0.1";
   int metrics_port = -1;
+  // Enforce the organizations' rate limits with blocks of calls from the
+  // auth server; false admits every call (for benchmarks).
+  bool rate_limits_enabled = true;
+  // Cap on one AcquireQuota request to the auth server.
+  absl::Duration quota_request_timeout = absl::Seconds(2);
 };
 
 // Serves crm.data.v1.CrmStatusService from the cache and watcher state.
@@ -137,6 +143,8 @@ class CrmServer {
   std::unique_ptr<TokenUsageRecorder> usage_;
   std::unique_ptr<ApiCallRecorder> call_log_;
   std::unique_ptr<WorkerPool> workers_;
+  std::unique_ptr<QuotaSource> quota_source_;
+  std::unique_ptr<RateLimiter> rate_limiter_;
   std::unique_ptr<CrmServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HealthMonitor> health_monitor_;

@@ -185,13 +185,15 @@ absl::StatusOr<MethodSpec> SpecForMethod(const MethodDescriptor* method) {
 
 CrmServiceImpl::CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
                                CredentialLimiter* limiter, TokenUsageRecorder* usage,
-                               absl::Duration max_call_duration, ApiCallRecorder* call_log)
+                               absl::Duration max_call_duration, ApiCallRecorder* call_log,
+                               RateLimiter* rate_limiter)
     : store_(store),
       token_checker_(token_checker),
       workers_(workers),
       usage_(usage),
       limiter_(limiter),
       call_log_(call_log),
+      rate_limiter_(rate_limiter),
       max_call_duration_(max_call_duration) {
   const google::protobuf::ServiceDescriptor* service =
       crm::data::v1::CreateLeadRequest::descriptor()->file()->FindServiceByName("CrmService");
@@ -302,19 +304,6 @@ void CrmServiceImpl::Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims
   }
   call->claims = *claims;
   if (usage_ != nullptr) usage_->Record(claims->token_id, call->context->peer());
-  if (call->spec->standard_method == StandardMethod::kGetTokenInfo) {
-    crm::data::v1::GetTokenInfoResponse info;
-    info.set_organization_id(absl::StrCat(claims->organization_id));
-    info.set_app_id(absl::StrCat(claims->app_id));
-    ScopeMaskToProto(claims->scopes, info.mutable_scopes());
-    if (claims->expire_time != absl::InfiniteFuture()) {
-      *info.mutable_expire_time() =
-          google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(claims->expire_time));
-    }
-    SerializeToByteBuffer(info, call->response_bytes);
-    call->Finish(absl::OkStatus());
-    return;
-  }
   ScopeMask missing = call->spec->required_scopes & ~claims->scopes;
   if (missing != 0) {
     call->Finish(WithErrorInfo(
@@ -324,6 +313,36 @@ void CrmServiceImpl::Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims
         {{"method", call->spec->method->full_name()},
          {"missing_scopes", ScopeList(missing, ",")},
          {"required_scopes", ScopeList(call->spec->required_scopes, ",")}}));
+    return;
+  }
+  // Only calls that would run count against the rate limits: a bad token
+  // or a missing scope is rejected without taking quota.
+  if (rate_limiter_ == nullptr) {
+    Run(std::move(call));
+    return;
+  }
+  rate_limiter_->Admit(claims->organization_id, claims->app_id, [this, call](absl::Status admitted) {
+    if (!admitted.ok()) {
+      call->Finish(admitted);
+      return;
+    }
+    Run(call);
+  });
+}
+
+void CrmServiceImpl::Run(std::shared_ptr<Call> call) {
+  if (call->spec->standard_method == StandardMethod::kGetTokenInfo) {
+    const Claims& claims = call->claims;
+    crm::data::v1::GetTokenInfoResponse info;
+    info.set_organization_id(absl::StrCat(claims.organization_id));
+    info.set_app_id(absl::StrCat(claims.app_id));
+    ScopeMaskToProto(claims.scopes, info.mutable_scopes());
+    if (claims.expire_time != absl::InfiniteFuture()) {
+      *info.mutable_expire_time() =
+          google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(claims.expire_time));
+    }
+    SerializeToByteBuffer(info, call->response_bytes);
+    call->Finish(absl::OkStatus());
     return;
   }
   bool queued = workers_->TrySubmit([this, call] {

@@ -13,7 +13,9 @@
 // missing scope is rejected with UNAUTHENTICATED or
 // PERMISSION_DENIED before the request is parsed. The database work then runs
 // on the bounded worker pool, or the call gets RESOURCE_EXHAUSTED when the
-// pool's queue is full.
+// pool's queue is full. Before that, when a RateLimiter is given, the call
+// takes one call of the app's rate limits (rate_limiter.h) or fails with
+// RESOURCE_EXHAUSTED.
 #ifndef CRM_SERVICES_CRM_CRM_SERVICE_H_
 #define CRM_SERVICES_CRM_CRM_SERVICE_H_
 
@@ -31,6 +33,7 @@
 #include "google/protobuf/descriptor.h"
 #include "services/crm/api_call_log.h"
 #include "services/crm/record_schema.h"
+#include "services/crm/rate_limiter.h"
 #include "services/crm/record_store.h"
 #include "services/crm/token_checker.h"
 #include "services/crm/token_usage.h"
@@ -69,11 +72,13 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
   // every accepted token. A call's deadline is its own or
   // `max_call_duration` after it arrived, whichever is sooner; its database
   // statements end by then. `call_log`, when not null, records every
-  // finished call whose token resolved to an app. Every argument must
-  // outlive the service.
+  // finished call whose token resolved to an app. `rate_limiter`, when not
+  // null, admits every call that passed its token and scope checks. Every
+  // argument must outlive the service.
   CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
                  CredentialLimiter* limiter, TokenUsageRecorder* usage = nullptr,
-                 absl::Duration max_call_duration = absl::Seconds(30), ApiCallRecorder* call_log = nullptr);
+                 absl::Duration max_call_duration = absl::Seconds(30), ApiCallRecorder* call_log = nullptr,
+                 RateLimiter* rate_limiter = nullptr);
 
   // Tokens rejected by the format check, which costs no remote call.
   int64_t malformed_tokens() const { return malformed_tokens_.load(std::memory_order_relaxed); }
@@ -85,6 +90,8 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
                                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response);
   void CheckToken(const std::shared_ptr<Call>& call, std::string token);
   void Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims> claims);
+  // Returns the GetTokenInfo response, or hands the call to the worker pool.
+  void Run(std::shared_ptr<Call> call);
   absl::Status Execute(Call& call);
 
   RecordStore* const store_;
@@ -93,6 +100,7 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
   TokenUsageRecorder* const usage_;
   CredentialLimiter* const limiter_;
   ApiCallRecorder* const call_log_;
+  RateLimiter* const rate_limiter_;
   const absl::Duration max_call_duration_;
   std::vector<MethodSpec> specs_;
   std::atomic<int64_t> malformed_tokens_{0};

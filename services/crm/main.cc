@@ -43,6 +43,9 @@ ABSL_FLAG(int, max_call_seconds, 30,
           "Deadline in seconds for calls that arrive without one, and the maximum deadline of any call");
 ABSL_FLAG(int, max_receive_message_bytes, 4 * 1024 * 1024,
           "Largest request message in bytes; a larger one fails with RESOURCE_EXHAUSTED");
+ABSL_FLAG(bool, rate_limits, true,
+          "Enforce the organizations' rate limits (burst and daily) with blocks of calls from the auth server; "
+          "false admits every call (for benchmarks)");
 ABSL_FLAG(bool, token_cache, true,
           "Cache token checks while the invalidation stream is current; false checks every call with the "
           "auth server (for benchmarks)");
@@ -137,6 +140,7 @@ int main(int argc, char** argv) {
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_receive_message_bytes);
   options.page_token_key = secrets->page_token_key;
   options.token_cache_enabled = absl::GetFlag(FLAGS_token_cache);
+  options.rate_limits_enabled = absl::GetFlag(FLAGS_rate_limits);
   options.token_cache.max_entries = static_cast<size_t>(absl::GetFlag(FLAGS_token_cache_max_entries));
   options.token_cache.max_age = absl::Seconds(absl::GetFlag(FLAGS_token_cache_max_age_seconds));
   options.token_usage_flush_interval = absl::Seconds(absl::GetFlag(FLAGS_token_usage_flush_interval_seconds));

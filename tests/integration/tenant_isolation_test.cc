@@ -123,6 +123,7 @@ const std::map<std::string, Expect>& PrivateAppCases() {
       {"GetOrganizationPolicy", Expect::kOwnOrganizationOnly},
       {"UpdateOrganizationPolicy", Expect::kOwnOrganizationOnly},
       {"ListApiCalls", Expect::kNotFound},
+      {"GetApiUsage", Expect::kOwnOrganizationOnly},
   };
   return *cases;
 }
@@ -463,7 +464,15 @@ TEST_F(TenantIsolationTest, PrivateAppCallsAtOtherOrganizationChangeNothing) {
         break;
       }
       case Expect::kOwnOrganizationOnly:
-        // Checked below: A's policy and app read back unchanged.
+        // Checked below: A's policy and app read back unchanged. B's usage
+        // lists only B's apps.
+        if (method->name() == "GetApiUsage") {
+          ASSERT_TRUE(status.ok()) << label << ": " << status.error_message();
+          const auto& usage = static_cast<const crm::auth::v1::GetApiUsageResponse&>(*response);
+          for (const crm::auth::v1::AppApiUsage& app_usage : usage.apps()) {
+            EXPECT_NE(app_usage.app_id(), app_id) << label << " lists A's app";
+          }
+        }
         break;
       case Expect::kForeignReferenceRejected:
         ADD_FAILURE() << label << ": PrivateAppService has no reference fields";

@@ -45,6 +45,7 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
   std::unique_ptr<TestStack> stack(new TestStack());
   stack->db_socket_ = options.db_socket.empty() ? std::getenv("CRM_TEST_DB_SOCKET") : options.db_socket;
   stack->credential_limiter_ = options.credential_limiter;
+  stack->rate_limit_defaults_ = options.rate_limit_defaults;
   static std::atomic<int> counter{0};
   std::string suffix = absl::StrCat(getpid(), "_", counter++);
   stack->auth_database_ = absl::StrCat("test_auth_", suffix);
@@ -87,6 +88,7 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
   for (int i = 0; i < options.auth_servers; ++i) {
     crm::auth::AuthServerOptions auth_options;
     auth_options.listen_address = "127.0.0.1:0";
+    auth_options.rate_limit_defaults = options.rate_limit_defaults;
     if (options.metrics) auth_options.metrics_port = 0;
     auth_options.internal_listen_address = "127.0.0.1:0";
     auth_options.credential_limiter = options.credential_limiter;
@@ -171,6 +173,7 @@ void TestStack::RestartAuthServer(size_t index) {
   auth_options.listen_address = absl::StrCat("127.0.0.1:", port);
   auth_options.internal_listen_address = absl::StrCat("127.0.0.1:", internal_port);
   auth_options.credential_limiter = credential_limiter_;
+  auth_options.rate_limit_defaults = rate_limit_defaults_;
   absl::StatusOr<std::unique_ptr<crm::auth::AuthServer>> auth_server =
       crm::auth::AuthServer::Start(auth_options, auth_pool_.get(), secrets_);
   ASSERT_TRUE(auth_server.ok()) << "cannot restart auth server " << index << " on port " << port << ": "

@@ -40,6 +40,9 @@ struct StackOptions {
   // fixture's server (CRM_TEST_DB_SOCKET). Fault tests that stop the
   // database start a server of their own.
   std::string db_socket;
+  // Rate limits of organizations whose policy sets none. The maximums, so
+  // that only tests that set a policy or lower these meet a limit.
+  crm::auth::RateLimitDefaults rate_limit_defaults = {kMaxBurstLimitPer10s, kMaxDailyLimit};
   // Applied to each CRM server's options before it starts, for tests that
   // need other limits than the defaults.
   std::function<void(crm::data::CrmServerOptions&)> adjust_crm_options;
@@ -114,6 +117,7 @@ class TestStack {
   TestStack() = default;
 
   std::string db_socket_;
+  crm::auth::RateLimitDefaults rate_limit_defaults_;
   std::string auth_database_;
   std::string data_database_;
   std::unique_ptr<MysqlPool> root_pool_;

@@ -30,7 +30,7 @@ TEST(ErrorReason, NamesAreUpperSnakeCaseAndUnique) {
     EXPECT_LE(name.size(), 63u) << name;
     EXPECT_TRUE(seen.insert(name).second) << name << " appears twice";
   }
-  EXPECT_EQ(seen.size(), static_cast<size_t>(ErrorReason::kInternalError) + 1)
+  EXPECT_EQ(seen.size(), static_cast<size_t>(ErrorReason::kDailyLimitExceeded) + 1)
       << "a reason of the enum is missing from the name table";
 }
 
@@ -54,6 +54,23 @@ TEST(ErrorDetails, LaterErrorInfoReplacesEarlier) {
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ(info->reason(), "TOKEN_MALFORMED");
   EXPECT_TRUE(info->metadata().empty());
+}
+
+TEST(ErrorDetails, RetryInfoRoundsUpToMilliseconds) {
+  absl::Status status = WithRetryInfo(
+      WithErrorInfo(absl::ResourceExhaustedError("limit"), ErrorReason::kRateLimited, {{"limit", "5"}}),
+      absl::Seconds(3) + absl::Microseconds(1500));
+  std::optional<google::rpc::RetryInfo> retry = GetRetryInfo(status);
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_EQ(retry->retry_delay().seconds(), 3);
+  EXPECT_EQ(retry->retry_delay().nanos(), 2000000);
+  EXPECT_EQ(GetErrorReason(status), "RATE_LIMITED");
+
+  google::rpc::Status rpc_status = ToRpcStatus(status, kDataErrorDomain);
+  absl::Status back = FromRpcStatus(rpc_status);
+  ASSERT_TRUE(GetRetryInfo(back).has_value());
+  EXPECT_EQ(GetRetryInfo(back)->retry_delay().seconds(), 3);
+  EXPECT_EQ(GetErrorReason(back), "RATE_LIMITED");
 }
 
 TEST(ErrorDetails, OkStatusGetsNoPayload) {
