@@ -42,6 +42,7 @@ constexpr ReasonName kReasonNames[] = {
     {ErrorReason::kDatabaseTimeout, "DATABASE_TIMEOUT"},
     {ErrorReason::kTransactionConflict, "TRANSACTION_CONFLICT"},
     {ErrorReason::kInternalError, "INTERNAL_ERROR"},
+    {ErrorReason::kIpNotAllowed, "IP_NOT_ALLOWED"},
 };
 
 template <typename Detail>

@@ -67,6 +67,7 @@ enum class ErrorReason {
   kDatabaseTimeout,       // DEADLINE_EXCEEDED: a statement ran out of time
   kTransactionConflict,   // ABORTED: concurrent transactions conflicted on every attempt
   kInternalError,         // INTERNAL or DATA_LOSS: a server fault, not the caller's
+  kIpNotAllowed,          // PERMISSION_DENIED: the app's IP allowlist does not include the client's address
 };
 
 // The reason's name in UPPER_SNAKE_CASE, such as "SCOPE_MISSING".

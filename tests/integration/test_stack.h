@@ -40,6 +40,9 @@ struct StackOptions {
   // fixture's server (CRM_TEST_DB_SOCKET). Fault tests that stop the
   // database start a server of their own.
   std::string db_socket;
+  // Host the CRM servers listen on and the stubs connect to: "127.0.0.1",
+  // or "[::1]" for IPv6 loopback.
+  std::string crm_listen_host = "127.0.0.1";
   // Applied to each CRM server's options before it starts, for tests that
   // need other limits than the defaults.
   std::function<void(crm::data::CrmServerOptions&)> adjust_crm_options;
