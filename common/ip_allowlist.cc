@@ -16,7 +16,7 @@ namespace crm {
 namespace {
 
 // Longer input is never a valid range ("ffff:...:ffff/128" has 43
-// characters); messages quote at most this much of it.
+// characters), so messages quote at most this much of it.
 constexpr size_t kMaxRangeChars = 64;
 
 std::string Quote(absl::string_view text) {
@@ -64,7 +64,8 @@ IpAddress Masked(const IpAddress& address, int prefix_length) {
   return masked;
 }
 
-// A decimal port of 1 to 5 digits; its value is not checked further.
+// Whether `text` is a decimal port of 1 to 5 digits. Its value is not
+// checked further.
 bool IsPort(absl::string_view text) {
   return !text.empty() && text.size() <= 5 &&
          std::all_of(text.begin(), text.end(), [](char c) { return absl::ascii_isdigit(c); });

@@ -55,8 +55,7 @@ struct CidrRange {
 };
 
 // Parses one range as described at the top of this file. The error is
-// INVALID_ARGUMENT with a message that quotes the input and says what to
-// change.
+// INVALID_ARGUMENT with a message that quotes the input and names the fix.
 absl::StatusOr<CidrRange> ParseCidrRange(absl::string_view text);
 
 // A parsed list of ranges. An empty list allows every address.
@@ -65,16 +64,16 @@ class IpAllowlist {
   IpAllowlist() = default;
   explicit IpAllowlist(std::vector<CidrRange> ranges) : ranges_(std::move(ranges)) {}
 
-  // Parses every range; the first invalid one fails the whole list.
+  // Parses every range. The first invalid one fails the whole list.
   static absl::StatusOr<IpAllowlist> Parse(const std::vector<std::string>& ranges);
 
   bool empty() const { return ranges_.empty(); }
   const std::vector<CidrRange>& ranges() const { return ranges_; }
 
-  // Whether `address` is in one of the ranges; true for an empty list.
+  // Whether `address` is in one of the ranges, or the list is empty.
   bool Allows(const IpAddress& address) const;
 
-  // Whether `address` is in one of the ranges; false for an empty list.
+  // Whether `address` is in one of the ranges. False for an empty list.
   bool Contains(const IpAddress& address) const;
 
  private:

@@ -317,6 +317,8 @@ void CrmServiceImpl::Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims
       return;
     }
   }
+  // TODO: record the client address that the allowlist check resolved; behind
+  // a proxy the direct peer recorded here is the proxy.
   if (usage_ != nullptr) usage_->Record(claims->token_id, call->context->peer());
   if (call->spec->standard_method == StandardMethod::kGetTokenInfo) {
     crm::data::v1::GetTokenInfoResponse info;

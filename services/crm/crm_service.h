@@ -62,8 +62,8 @@ struct MethodSpec {
 // a standard method of one module or a known custom method.
 absl::StatusOr<MethodSpec> SpecForMethod(const google::protobuf::MethodDescriptor* method);
 
-// How the server finds a call's client address for IP allowlists. With
-// `header` empty, the client is the gRPC peer. Otherwise a peer inside
+// The source of a call's client address for IP allowlists. With `header`
+// empty, the client is the gRPC peer. Otherwise a peer inside
 // `trusted_proxies` is a proxy, and the client comes from that metadata
 // header in X-Forwarded-For form (see ResolveClientAddress).
 struct ClientAddressPolicy {
@@ -89,8 +89,9 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
   // `limiter` counts failed token checks; `usage`, when not null, records
   // every accepted token. A call's deadline is its own or
   // `max_call_duration` after it arrived, whichever is sooner; its database
-  // statements end by then. `client_address` says where the client address
-  // for IP allowlists comes from. Every argument must outlive the service.
+  // statements end by then. `client_address` selects the source of the
+  // client address for IP allowlists. Every argument must outlive the
+  // service.
   CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
                  CredentialLimiter* limiter, TokenUsageRecorder* usage = nullptr,
                  absl::Duration max_call_duration = absl::Seconds(30), ClientAddressPolicy client_address = {});

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cppconn/connection.h>
 #include <cppconn/prepared_statement.h>
 #include <cppconn/resultset.h>
 
@@ -152,10 +153,10 @@ class IpAllowlistTest : public ::testing::Test {
   int InvalidationReason(int64_t sequence) {
     int reason = -1;
     absl::Status status = stack_->auth_pool().Run("reading the invalidation log", [&](sql::Connection& connection) {
-      std::unique_ptr<sql::PreparedStatement> select(
-          connection.prepareStatement("SELECT reason FROM invalidation_log WHERE sequence = ?"));
-      select->setInt64(1, sequence);
-      std::unique_ptr<sql::ResultSet> rows(select->executeQuery());
+      sql::PreparedStatement& select =
+          PrepareCached(connection, "SELECT reason FROM invalidation_log WHERE sequence = ?");
+      select.setInt64(1, sequence);
+      std::unique_ptr<sql::ResultSet> rows(select.executeQuery());
       while (rows->next()) reason = rows->getInt(1);
       return absl::OkStatus();
     });
