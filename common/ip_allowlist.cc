@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -19,9 +20,13 @@ namespace {
 // characters), so messages quote at most this much of it.
 constexpr size_t kMaxRangeChars = 64;
 
+// Quotes `text` for a message. Escaping keeps the message printable ASCII,
+// so a cut through a UTF-8 sequence cannot make it invalid UTF-8.
 std::string Quote(absl::string_view text) {
-  if (text.size() > kMaxRangeChars) return absl::StrCat("\"", text.substr(0, kMaxRangeChars), "...\"");
-  return absl::StrCat("\"", text, "\"");
+  if (text.size() > kMaxRangeChars) {
+    return absl::StrCat("\"", absl::CHexEscape(text.substr(0, kMaxRangeChars)), "...\"");
+  }
+  return absl::StrCat("\"", absl::CHexEscape(text), "\"");
 }
 
 // The first 12 bytes of an IPv4-mapped IPv6 address (::ffff:0:0/96).

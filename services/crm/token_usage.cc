@@ -18,8 +18,9 @@ std::string PeerAddress(absl::string_view grpc_peer) {
   if (absl::ConsumePrefix(&grpc_peer, "ipv4:")) {
     address = grpc_peer.substr(0, grpc_peer.rfind(':'));
   } else if (absl::ConsumePrefix(&grpc_peer, "ipv6:")) {
-    // "[address]:port"; an address with a zone keeps its %zone. gRPC 1.51
-    // percent-encodes the brackets and the zone's "%", so decode them first.
+    // "[address]:port", where an address with a zone keeps its %zone. gRPC
+    // 1.51 percent-encodes the brackets and the zone's "%", so decode them
+    // first.
     std::string decoded = absl::StrReplaceAll(grpc_peer, {{"%5B", "["}, {"%5D", "]"}, {"%25", "%"}});
     absl::string_view rest = decoded;
     size_t end = rest.find(']');

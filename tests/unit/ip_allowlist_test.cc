@@ -94,6 +94,17 @@ TEST(CidrRange, LongInputQuotedShort) {
   EXPECT_LT(range.status().message().size(), 300u) << range.status();
 }
 
+TEST(CidrRange, MessageIsPrintableAscii) {
+  // 63 ASCII characters, then a two-byte UTF-8 sequence cut by the quote
+  // limit, and a control character.
+  std::string input = std::string(63, '1') + "\xc3\xa9\x01";
+  absl::StatusOr<CidrRange> range = ParseCidrRange(input);
+  ASSERT_FALSE(range.ok());
+  for (char c : range.status().message()) {
+    EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "byte " << static_cast<int>(static_cast<unsigned char>(c));
+  }
+}
+
 TEST(CidrRange, ContainsIpv4) {
   absl::StatusOr<CidrRange> range = ParseCidrRange("192.168.0.0/23");
   ASSERT_TRUE(range.ok());
