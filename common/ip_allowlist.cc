@@ -183,8 +183,8 @@ absl::StatusOr<IpAddress> ParseGrpcPeerAddress(absl::string_view grpc_peer) {
       if (address.ok() && !address->is_ipv6) return address;
     }
   } else if (absl::ConsumePrefix(&rest, "ipv6:")) {
-    // "[address]:port", with the brackets percent-encoded by newer gRPC
-    // releases. A zone ("%25eth0" or "%eth0") is dropped.
+    // "[address]:port", with the brackets percent-encoded as gRPC 1.51
+    // reports them. A zone ("%25eth0" or "%eth0") is dropped.
     bool encoded = absl::ConsumePrefix(&rest, "%5B") || absl::ConsumePrefix(&rest, "%5b");
     if (encoded || absl::ConsumePrefix(&rest, "[")) {
       size_t close = encoded ? std::min(rest.find("%5D"), rest.find("%5d")) : rest.find(']');

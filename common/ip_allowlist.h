@@ -82,7 +82,7 @@ class IpAllowlist {
 
 // Returns the IP address of a gRPC peer string: "ipv4:192.0.2.1:5678",
 // "ipv6:[2001:db8::1]:5678" or the percent-encoded
-// "ipv6:%5B2001:db8::1%5D:5678" of newer gRPC releases. INVALID_ARGUMENT
+// "ipv6:%5B2001:db8::1%5D:5678" that gRPC 1.51 reports. INVALID_ARGUMENT
 // for other peers, such as "unix:/path".
 absl::StatusOr<IpAddress> ParseGrpcPeerAddress(absl::string_view grpc_peer);
 
