@@ -374,6 +374,8 @@ absl::Status CrmServiceImpl::CheckClientAddress(const Call& call, const IpAllowl
   if (!client.ok()) {
     // Fails closed: an app with an allowlist is never used from an address
     // the server cannot determine.
+    spdlog::debug("app {} of organization {} rejected a call from peer {}: {}", call.claims.app_id,
+                  call.claims.organization_id, peer, client.status().message());
     return WithErrorInfo(absl::PermissionDeniedError(absl::StrCat(
                              "the app has an IP allowlist and the client address cannot be determined: ",
                              client.status().message())),
@@ -381,6 +383,8 @@ absl::Status CrmServiceImpl::CheckClientAddress(const Call& call, const IpAllowl
   }
   if (allowlist.Allows(*client)) return absl::OkStatus();
   std::string address = client->ToString();
+  spdlog::debug("app {} of organization {} rejected a call from {} (peer {}): not in its IP allowlist",
+                call.claims.app_id, call.claims.organization_id, address, peer);
   return WithErrorInfo(
       absl::PermissionDeniedError(absl::StrCat("the app's IP allowlist does not include the client address ",
                                                address, "; an organization admin can add it with UpdatePrivateApp")),
