@@ -45,6 +45,7 @@ constexpr ReasonName kReasonNames[] = {
     {ErrorReason::kInternalError, "INTERNAL_ERROR"},
     {ErrorReason::kRateLimited, "RATE_LIMITED"},
     {ErrorReason::kDailyLimitExceeded, "DAILY_LIMIT_EXCEEDED"},
+    {ErrorReason::kIpNotAllowed, "IP_NOT_ALLOWED"},
 };
 
 template <typename Detail>

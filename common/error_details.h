@@ -74,6 +74,7 @@ enum class ErrorReason {
   kInternalError,         // INTERNAL or DATA_LOSS: a server fault, not the caller's
   kRateLimited,           // RESOURCE_EXHAUSTED: the app reached its burst limit in the current 10-second window
   kDailyLimitExceeded,    // RESOURCE_EXHAUSTED: the organization reached its daily limit of calls
+  kIpNotAllowed,          // PERMISSION_DENIED: the app's IP allowlist does not include the client's address
 };
 
 // The reason's name in UPPER_SNAKE_CASE, such as "SCOPE_MISSING".

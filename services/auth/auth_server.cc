@@ -346,6 +346,7 @@ grpc::Status TokenServiceImpl::CheckToken(grpc::ServerContext* context, const v1
   ScopeMaskToProto(claims->scopes, response->mutable_scopes());
   response->set_invalidation_sequence(claims->invalidation_sequence);
   response->set_token_id(absl::StrCat(claims->token_id));
+  for (const std::string& range : claims->ip_allowlist) response->add_ip_allowlist(range);
   if (claims->expire_time != absl::InfiniteFuture()) {
     *response->mutable_expire_time() =
         google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(claims->expire_time));

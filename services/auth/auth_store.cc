@@ -22,6 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "common/crypto.h"
 #include "common/error_details.h"
+#include "common/ip_allowlist.h"
 #include "common/logging.h"
 #include "common/mysql_pool.h"
 #include "common/rate_limit.h"
@@ -48,6 +49,7 @@ constexpr absl::string_view kDescriptionPath = "description";
 constexpr absl::string_view kLogoPath = "logo";
 constexpr absl::string_view kScopesPath = "scopes";
 constexpr absl::string_view kTokenExpireTimePath = "token_expire_time";
+constexpr absl::string_view kIpAllowlistPath = "ip_allowlist";
 constexpr absl::string_view kOutputOnlyPaths[] = {"id",
                                                   "organization_id",
                                                   "logo_mime_type",
@@ -83,7 +85,8 @@ constexpr absl::string_view kSelectApp =
     " COALESCE(p.token_hint, ''),"
     " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', p.expire_time),"
     " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', p.overlap_end_time),"
-    " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', p.last_used_time)"
+    " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', p.last_used_time),"
+    " a.ip_allowlist"
     " FROM private_apps a"
     " LEFT JOIN access_tokens t ON t.app_id = a.id AND t.revoke_time IS NULL AND t.overlap_end_time IS NULL"
     " LEFT JOIN access_tokens p ON p.app_id = a.id AND p.revoke_time IS NULL AND p.overlap_end_time IS NOT NULL";
@@ -108,6 +111,8 @@ struct AppRow {
   // The earlier of the previous token's own expiry and its overlap end.
   std::optional<int64_t> previous_expire_micros;
   std::optional<int64_t> previous_last_used_micros;
+  // Canonical CIDR ranges; empty allows every address.
+  std::vector<std::string> ip_allowlist;
 
   // Whether a rotation overlap runs at `now_micros`.
   bool OverlapRunning(int64_t now_micros) const {
@@ -130,6 +135,14 @@ std::optional<int64_t> EarlierOf(std::optional<int64_t> a, std::optional<int64_t
   return std::min(*a, *b);
 }
 
+// The stored form of an IP allowlist: canonical ranges joined by commas,
+// "" for an empty list.
+std::string JoinIpAllowlist(const std::vector<std::string>& ranges) { return absl::StrJoin(ranges, ","); }
+
+std::vector<std::string> SplitIpAllowlist(absl::string_view stored) {
+  return absl::StrSplit(stored, ',', absl::SkipEmpty());
+}
+
 AppRow ReadApp(sql::ResultSet& rows) {
   AppRow app;
   app.id = rows.getUInt64(1);
@@ -148,6 +161,7 @@ AppRow ReadApp(sql::ResultSet& rows) {
   app.previous_hint = rows.getString(14).asStdString();
   app.previous_expire_micros = EarlierOf(OptionalInt64(rows, 15), OptionalInt64(rows, 16));
   app.previous_last_used_micros = OptionalInt64(rows, 17);
+  app.ip_allowlist = SplitIpAllowlist(rows.getString(18).asStdString());
   return app;
 }
 
@@ -172,6 +186,7 @@ void ToProto(const AppRow& row, int64_t now_micros, v1::PrivateApp* app) {
     *app->mutable_last_used_time() = TimeUtil::MicrosecondsToTimestamp(*row.last_used_micros);
     app->set_last_used_peer(row.last_used_peer);
   }
+  for (const std::string& range : row.ip_allowlist) app->add_ip_allowlist(range);
   if (row.OverlapRunning(now_micros)) {
     app->set_previous_token_hint(row.previous_hint);
     *app->mutable_previous_token_expire_time() = TimeUtil::MicrosecondsToTimestamp(*row.previous_expire_micros);
@@ -315,7 +330,18 @@ struct AuditRecord {
   std::optional<ScopeMask> scopes_after = std::nullopt;
   std::vector<std::string> changed_fields = {};
   std::string token_hint = {};
+  std::optional<std::vector<std::string>> ip_allowlist_before = std::nullopt;
+  std::optional<std::vector<std::string>> ip_allowlist_after = std::nullopt;
 };
+
+void BindOptionalIpAllowlist(sql::PreparedStatement& statement, int index,
+                             const std::optional<std::vector<std::string>>& ranges) {
+  if (ranges.has_value()) {
+    statement.setString(index, JoinIpAllowlist(*ranges));
+  } else {
+    statement.setNull(index, sql::DataType::VARCHAR);
+  }
+}
 
 // Inserts an audit event inside the caller's transaction, so the event
 // commits if and only if the action does.
@@ -323,8 +349,9 @@ void InsertAuditEvent(sql::Connection& connection, const AdminCaller& caller, co
                       const std::string& now) {
   Statement insert = Prepare(connection,
                              "INSERT INTO audit_events (organization_id, app_id, action, admin_key_id, create_time,"
-                             " scopes_before, scopes_after, changed_fields, token_hint)"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                             " scopes_before, scopes_after, changed_fields, token_hint, ip_allowlist_before,"
+                             " ip_allowlist_after)"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   insert->setUInt64(1, caller.organization_id);
   if (record.app_id == 0) {
     insert->setNull(2, sql::DataType::BIGINT);
@@ -346,6 +373,8 @@ void InsertAuditEvent(sql::Connection& connection, const AdminCaller& caller, co
   }
   insert->setString(8, absl::StrJoin(record.changed_fields, ","));
   insert->setString(9, record.token_hint);
+  BindOptionalIpAllowlist(*insert, 10, record.ip_allowlist_before);
+  BindOptionalIpAllowlist(*insert, 11, record.ip_allowlist_after);
   insert->executeUpdate();
 }
 
@@ -450,6 +479,32 @@ std::string Placeholders(size_t count) {
   std::string text;
   for (size_t i = 0; i < count; ++i) absl::StrAppend(&text, i == 0 ? "?" : ", ?");
   return text;
+}
+
+// Returns the ranges in canonical form, in the order given. Each error names
+// the offending element, such as "private_app.ip_allowlist[2]".
+absl::StatusOr<std::vector<std::string>> ValidateIpAllowlist(
+    const google::protobuf::RepeatedPtrField<std::string>& ranges) {
+  if (ranges.size() > kMaxIpAllowlistRanges) {
+    return InvalidFieldError("private_app.ip_allowlist",
+                             absl::StrCat("private_app.ip_allowlist has ", ranges.size(), " ranges; at most ",
+                                          kMaxIpAllowlistRanges, " are allowed"));
+  }
+  std::vector<std::string> canonical;
+  canonical.reserve(ranges.size());
+  for (int i = 0; i < ranges.size(); ++i) {
+    std::string field = absl::StrCat("private_app.ip_allowlist[", i, "]");
+    absl::StatusOr<CidrRange> range = ParseCidrRange(ranges[i]);
+    if (!range.ok()) return InvalidFieldError(field, absl::StrCat(field, ": ", range.status().message()));
+    std::string text = range->ToString();
+    auto earlier = std::find(canonical.begin(), canonical.end(), text);
+    if (earlier != canonical.end()) {
+      return InvalidFieldError(field, absl::StrCat(field, ": \"", text, "\" repeats private_app.ip_allowlist[",
+                                                   earlier - canonical.begin(), "]"));
+    }
+    canonical.push_back(std::move(text));
+  }
+  return canonical;
 }
 
 absl::StatusOr<ScopeMask> ValidateScopes(const google::protobuf::RepeatedPtrField<v1::Scope>& scopes) {
@@ -638,7 +693,7 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
                                "SELECT s.last_sequence, t.token_digest, a.organization_id, a.id, a.scope_bits, t.id,"
                                " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', t.expire_time),"
                                " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', t.overlap_end_time),"
-                               " t.revoke_time IS NULL"
+                               " t.revoke_time IS NULL, a.ip_allowlist"
                                " FROM invalidation_sequence s"
                                " LEFT JOIN (access_tokens t JOIN private_apps a ON a.id = t.app_id)"
                                " ON t.token_digest IN (" + Placeholders(digests.size()) + ")"
@@ -664,6 +719,7 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
     claims.scopes = rows->getUInt(5);
     claims.token_id = rows->getUInt64(6);
     expire_micros = EarlierOf(OptionalInt64(*rows, 7), OptionalInt64(*rows, 8));
+    claims.ip_allowlist = SplitIpAllowlist(rows->getString(10).asStdString());
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
@@ -733,6 +789,8 @@ absl::StatusOr<v1::CreatePrivateAppResponse> AuthStore::CreatePrivateApp(const A
       "private_app.token_expire_time", input.has_token_expire_time() ? &input.token_expire_time() : nullptr,
       now_micros);
   if (!expire_micros.ok()) return expire_micros.status();
+  absl::StatusOr<std::vector<std::string>> ip_allowlist = ValidateIpAllowlist(input.ip_allowlist());
+  if (!ip_allowlist.ok()) return ip_allowlist.status();
 
   uint64_t organization_id = caller.organization_id;
   AppRow row;
@@ -744,6 +802,7 @@ absl::StatusOr<v1::CreatePrivateAppResponse> AuthStore::CreatePrivateApp(const A
   row.scopes = *scopes;
   row.create_micros = row.update_micros = now_micros;
   row.token_expire_micros = *expire_micros;
+  row.ip_allowlist = *std::move(ip_allowlist);
   std::string now = ToDatetime(row.create_micros);
 
   // Runs again on a deadlock, so it sets the outputs only at the end.
@@ -768,8 +827,8 @@ absl::StatusOr<v1::CreatePrivateAppResponse> AuthStore::CreatePrivateApp(const A
     Statement insert_app =
         Prepare(connection,
                 "INSERT INTO private_apps (organization_id, display_name, description, logo,"
-                " logo_mime_type, scope_bits, create_time, update_time)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+                " logo_mime_type, scope_bits, create_time, update_time, ip_allowlist)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     insert_app->setUInt64(1, organization_id);
     insert_app->setString(2, row.display_name);
     insert_app->setString(3, row.description);
@@ -778,6 +837,7 @@ absl::StatusOr<v1::CreatePrivateAppResponse> AuthStore::CreatePrivateApp(const A
     insert_app->setUInt(6, row.scopes);
     insert_app->setString(7, now);
     insert_app->setString(8, now);
+    insert_app->setString(9, JoinIpAllowlist(row.ip_allowlist));
     insert_app->executeUpdate();
     uint64_t app_id = LastInsertId(connection);
 
@@ -788,7 +848,8 @@ absl::StatusOr<v1::CreatePrivateAppResponse> AuthStore::CreatePrivateApp(const A
                      AuditRecord{.app_id = app_id,
                                  .action = v1::AUDIT_ACTION_APP_CREATED,
                                  .scopes_after = row.scopes,
-                                 .token_hint = issued->hint},
+                                 .token_hint = issued->hint,
+                                 .ip_allowlist_after = row.ip_allowlist},
                      now);
 
     row.id = app_id;
@@ -882,13 +943,15 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const A
   if (request.update_mask().paths().empty()) {
     return InvalidFieldError(
         "update_mask.paths",
-        "update_mask must name at least one of display_name, description, logo, scopes and token_expire_time");
+        "update_mask must name at least one of display_name, description, logo, scopes, token_expire_time and "
+        "ip_allowlist");
   }
   bool set_display_name = false;
   bool set_description = false;
   bool set_logo = false;
   bool set_scopes = false;
   bool set_expire_time = false;
+  bool set_ip_allowlist = false;
   for (const std::string& path : request.update_mask().paths()) {
     if (path == kDisplayNamePath) {
       set_display_name = true;
@@ -900,6 +963,8 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const A
       set_scopes = true;
     } else if (path == kTokenExpireTimePath) {
       set_expire_time = true;
+    } else if (path == kIpAllowlistPath) {
+      set_ip_allowlist = true;
     } else if (std::find(std::begin(kOutputOnlyPaths), std::end(kOutputOnlyPaths), path) !=
                std::end(kOutputOnlyPaths)) {
       return InvalidFieldError(
@@ -909,7 +974,8 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const A
       return InvalidFieldError(
           "update_mask.paths",
           absl::StrCat("update_mask path \"", path,
-                       "\" is not an updatable field; use display_name, description, logo, scopes or token_expire_time"));
+                       "\" is not an updatable field; use display_name, description, logo, scopes, "
+                       "token_expire_time or ip_allowlist"));
     }
   }
   if (set_display_name) {
@@ -941,6 +1007,12 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const A
     if (!valid.ok()) return valid.status();
     expire_micros = *valid;
   }
+  std::vector<std::string> ip_allowlist;
+  if (set_ip_allowlist) {
+    absl::StatusOr<std::vector<std::string>> valid = ValidateIpAllowlist(input.ip_allowlist());
+    if (!valid.ok()) return valid.status();
+    ip_allowlist = *std::move(valid);
+  }
   std::string now = ToDatetime(now_micros);
   uint64_t organization_id = caller.organization_id;
 
@@ -952,11 +1024,14 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const A
         absl::StatusOr<AppRow> row = LoadApp(connection, organization_id, *app_id, /*for_update=*/true);
         if (!row.ok()) return row.status();
         ScopeMask scopes_before = row->scopes;
-        // Only a different scope set or expiry changes what the token
-        // grants. A name, description or logo edit needs no log entry, and
-        // neither do the same values again.
+        std::vector<std::string> ip_allowlist_before = row->ip_allowlist;
+        // Only a different scope set, expiry or IP allowlist changes what
+        // the token grants. A name, description or logo edit needs no log
+        // entry, and neither do the same values again. The same ranges in
+        // another order are a change too: the order is shown back.
         bool scopes_changed = set_scopes && row->scopes != scopes;
         bool expiry_changed = set_expire_time && row->token_expire_micros != expire_micros;
+        bool ip_allowlist_changed = set_ip_allowlist && row->ip_allowlist != ip_allowlist;
         std::vector<std::string> changed_fields;
         if (set_display_name && row->display_name != input.display_name()) {
           changed_fields.emplace_back(kDisplayNamePath);
@@ -975,11 +1050,12 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const A
         }
         if (set_scopes) row->scopes = scopes;
         if (set_expire_time) row->token_expire_micros = expire_micros;
+        if (set_ip_allowlist) row->ip_allowlist = ip_allowlist;
         row->update_micros = now_micros;
 
         Statement update = Prepare(connection,
                                    "UPDATE private_apps SET display_name = ?, description = ?, logo = ?,"
-                                   " logo_mime_type = ?, scope_bits = ?, update_time = ?"
+                                   " logo_mime_type = ?, scope_bits = ?, update_time = ?, ip_allowlist = ?"
                                    " WHERE organization_id = ? AND id = ?");
         update->setString(1, row->display_name);
         update->setString(2, row->description);
@@ -987,8 +1063,9 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const A
         update->setString(4, row->logo_mime_type);
         update->setUInt(5, row->scopes);
         update->setString(6, now);
-        update->setUInt64(7, organization_id);
-        update->setUInt64(8, *app_id);
+        update->setString(7, JoinIpAllowlist(row->ip_allowlist));
+        update->setUInt64(8, organization_id);
+        update->setUInt64(9, *app_id);
         update->executeUpdate();
 
         if (expiry_changed) {
@@ -1000,9 +1077,9 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const A
           expire->executeUpdate();
         }
 
-        // A scope change is its own event, so that it can be listed by
-        // action. Every other update is an APP_UPDATED event, even one that
-        // changes nothing.
+        // A scope or IP allowlist change is its own event, so that it can be
+        // listed by action. Every other update is an APP_UPDATED event, even
+        // one that changes nothing.
         if (scopes_changed) {
           InsertAuditEvent(connection, caller,
                            AuditRecord{.app_id = *app_id,
@@ -1012,7 +1089,16 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const A
                                        .changed_fields = {std::string(kScopesPath)}},
                            now);
         }
-        if (!scopes_changed || !changed_fields.empty()) {
+        if (ip_allowlist_changed) {
+          InsertAuditEvent(connection, caller,
+                           AuditRecord{.app_id = *app_id,
+                                       .action = v1::AUDIT_ACTION_IP_ALLOWLIST_CHANGED,
+                                       .changed_fields = {std::string(kIpAllowlistPath)},
+                                       .ip_allowlist_before = ip_allowlist_before,
+                                       .ip_allowlist_after = row->ip_allowlist},
+                           now);
+        }
+        if ((!scopes_changed && !ip_allowlist_changed) || !changed_fields.empty()) {
           InsertAuditEvent(connection, caller,
                            AuditRecord{.app_id = *app_id,
                                        .action = v1::AUDIT_ACTION_APP_UPDATED,
@@ -1023,11 +1109,13 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const A
         }
 
         int64_t appended = 0;
-        if (scopes_changed || expiry_changed) {
-          absl::StatusOr<int64_t> entry = AppendInvalidation(
-              connection, organization_id, *app_id,
-              scopes_changed ? v1::INVALIDATION_REASON_SCOPES_CHANGED : v1::INVALIDATION_REASON_TOKEN_EXPIRY_CHANGED,
-              now);
+        if (scopes_changed || expiry_changed || ip_allowlist_changed) {
+          // One entry drops every cached check of the app, whatever changed;
+          // the reason names the first change in this order.
+          v1::InvalidationReason reason = scopes_changed         ? v1::INVALIDATION_REASON_SCOPES_CHANGED
+                                          : ip_allowlist_changed ? v1::INVALIDATION_REASON_IP_ALLOWLIST_CHANGED
+                                                                 : v1::INVALIDATION_REASON_TOKEN_EXPIRY_CHANGED;
+          absl::StatusOr<int64_t> entry = AppendInvalidation(connection, organization_id, *app_id, reason, now);
           if (!entry.ok()) return entry.status();
           appended = *entry;
         }
@@ -1068,7 +1156,8 @@ absl::StatusOr<v1::DeletePrivateAppResponse> AuthStore::DeletePrivateApp(const A
                          AuditRecord{.app_id = *app_id,
                                      .action = v1::AUDIT_ACTION_APP_DELETED,
                                      .scopes_before = row->scopes,
-                                     .token_hint = row->token_hint},
+                                     .token_hint = row->token_hint,
+                                     .ip_allowlist_before = row->ip_allowlist},
                          now);
         absl::StatusOr<int64_t> entry = AppendInvalidation(connection, organization_id, *app_id,
                                                            v1::INVALIDATION_REASON_APP_DELETED, now);
@@ -1369,7 +1458,7 @@ absl::StatusOr<v1::ListAuditEventsResponse> AuthStore::ListAuditEvents(const Adm
   std::string sql =
       "SELECT e.id, e.app_id, e.action, e.admin_key_id, COALESCE(k.key_hint, ''),"
       " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', e.create_time), e.scopes_before, e.scopes_after,"
-      " e.changed_fields, e.token_hint"
+      " e.changed_fields, e.token_hint, e.ip_allowlist_before, e.ip_allowlist_after"
       " FROM audit_events e LEFT JOIN admin_keys k ON k.id = e.admin_key_id"
       " WHERE e.organization_id = ? AND e.id < ?";
   if (app_id != 0) sql += " AND e.app_id = ?";
@@ -1417,6 +1506,16 @@ absl::StatusOr<v1::ListAuditEventsResponse> AuthStore::ListAuditEvents(const Adm
         event->add_changed_fields(std::string(field));
       }
       event->set_token_hint(rows->getString(10).asStdString());
+      if (!rows->isNull(11)) {
+        for (std::string& range : SplitIpAllowlist(rows->getString(11).asStdString())) {
+          event->add_ip_allowlist_before(std::move(range));
+        }
+      }
+      if (!rows->isNull(12)) {
+        for (std::string& range : SplitIpAllowlist(rows->getString(12).asStdString())) {
+          event->add_ip_allowlist_after(std::move(range));
+        }
+      }
     }
     return absl::OkStatus();
   });

@@ -11,8 +11,8 @@
 // revealed again. No method logs a token or key, and messages show at most
 // TokenHint().
 //
-// Rotation, deletion, a scope or token expiry change and the end or
-// cancellation of a rotation overlap each append an entry to the
+// Rotation, deletion, a scope, token expiry or IP allowlist change and the
+// end or cancellation of a rotation overlap each append an entry to the
 // invalidation log in the same transaction and return its sequence.
 // CheckToken returns the latest sequence that the returned claims reflect.
 //
@@ -57,6 +57,9 @@ inline constexpr int kMaxAuditPageSize = 200;
 // beside the new one.
 inline constexpr absl::Duration kMaxTokenOverlap = absl::Hours(7 * 24);
 
+// Maximum CIDR ranges in one app's IP allowlist.
+inline constexpr int kMaxIpAllowlistRanges = 50;
+
 // Most token uses one ReportTokenUsage call may carry.
 inline constexpr int kMaxUsagesPerReport = 10000;
 
@@ -88,6 +91,9 @@ struct TokenClaims {
   // The invalidation log's latest sequence in the snapshot the claims were
   // read from: they reflect every entry up to it and none after.
   int64_t invalidation_sequence = 0;
+  // The app's IP allowlist in canonical CIDR form; empty allows every
+  // address.
+  std::vector<std::string> ip_allowlist;
 };
 
 // One entry of the invalidation log.

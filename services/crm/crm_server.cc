@@ -13,6 +13,19 @@ namespace crm::data {
 
 absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptions& options, MysqlPool* pool) {
   if (options.page_token_key.empty()) return absl::InvalidArgumentError("page_token_key is required");
+  ClientAddressPolicy client_address;
+  if (absl::Status valid = ValidateClientIpHeader(options.client_ip_header); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("client_ip_header ", valid.message()));
+  }
+  client_address.header = options.client_ip_header;
+  absl::StatusOr<IpAllowlist> trusted_proxies = IpAllowlist::Parse(options.trusted_proxy_cidrs);
+  if (!trusted_proxies.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("trusted_proxy_cidrs: ", trusted_proxies.status().message()));
+  }
+  if (client_address.header.empty() != trusted_proxies->empty()) {
+    return absl::InvalidArgumentError("client_ip_header and trusted_proxy_cidrs must be set together");
+  }
+  client_address.trusted_proxies = *std::move(trusted_proxies);
   std::unique_ptr<CrmServer> server(new CrmServer());
 
   grpc::ChannelArguments channel_arguments;
@@ -53,7 +66,7 @@ absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptio
   server->service_ = std::make_unique<CrmServiceImpl>(server->store_.get(), checker, server->workers_.get(),
                                                       server->limiter_.get(), server->usage_.get(),
                                                       options.max_call_duration, server->call_log_.get(),
-                                                      server->rate_limiter_.get());
+                                                      server->rate_limiter_.get(), std::move(client_address));
   server->status_service_ = std::make_unique<CrmStatusServiceImpl>(
       server->token_cache_.get(), server->watcher_.get(), server->caching_checker_.get());
 

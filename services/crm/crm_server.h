@@ -72,6 +72,13 @@ struct CrmServerOptions {
   // How often recorded calls are sent to the auth service; zero or less
   // sends them only on FlushApiCalls() and at shutdown.
   absl::Duration api_call_log_flush_interval = absl::Seconds(1);
+  // Metadata header that carries the client address in X-Forwarded-For
+  // form, such as "x-forwarded-for"; empty uses the gRPC peer only. Read
+  // only from peers inside trusted_proxy_cidrs, and both must be set
+  // together.
+  std::string client_ip_header;
+  // CIDR ranges of the proxies whose client_ip_header is believed.
+  std::vector<std::string> trusted_proxy_cidrs;
   // Host and port of the Prometheus /metrics endpoint; port 0 picks a free
   // one and a negative port serves no metrics.
   std::string metrics_host = "127.0.0.1";

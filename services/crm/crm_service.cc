@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -183,10 +184,33 @@ absl::StatusOr<MethodSpec> SpecForMethod(const MethodDescriptor* method) {
   return absl::InvalidArgumentError(absl::StrCat(method->full_name(), " is neither a standard nor a known custom method"));
 }
 
+absl::Status ValidateClientIpHeader(absl::string_view header) {
+  if (header.empty()) return absl::OkStatus();
+  bool valid_characters = std::all_of(header.begin(), header.end(), [](char c) {
+    return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-' || c == '_' || c == '.';
+  });
+  if (!valid_characters) {
+    return absl::InvalidArgumentError(
+        "must be a lower-case gRPC metadata key of letters, digits, '-', '_' and '.', such as x-forwarded-for");
+  }
+  if (absl::EndsWith(header, "-bin") || absl::StartsWith(header, "grpc-")) {
+    return absl::InvalidArgumentError("must not be a binary (-bin) or reserved (grpc-) metadata key");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<IpAddress> ClientAddress(const ClientAddressPolicy& policy, absl::string_view grpc_peer,
+                                        const std::vector<absl::string_view>& header_values) {
+  absl::StatusOr<IpAddress> peer = ParseGrpcPeerAddress(grpc_peer);
+  if (!peer.ok()) return peer.status();
+  if (policy.header.empty()) return peer;
+  return ResolveClientAddress(*peer, header_values, policy.trusted_proxies);
+}
+
 CrmServiceImpl::CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
                                CredentialLimiter* limiter, TokenUsageRecorder* usage,
                                absl::Duration max_call_duration, ApiCallRecorder* call_log,
-                               RateLimiter* rate_limiter)
+                               RateLimiter* rate_limiter, ClientAddressPolicy client_address)
     : store_(store),
       token_checker_(token_checker),
       workers_(workers),
@@ -194,7 +218,8 @@ CrmServiceImpl::CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, 
       limiter_(limiter),
       call_log_(call_log),
       rate_limiter_(rate_limiter),
-      max_call_duration_(max_call_duration) {
+      max_call_duration_(max_call_duration),
+      client_address_(std::move(client_address)) {
   const google::protobuf::ServiceDescriptor* service =
       crm::data::v1::CreateLeadRequest::descriptor()->file()->FindServiceByName("CrmService");
   specs_.reserve(service->method_count());
@@ -303,6 +328,16 @@ void CrmServiceImpl::Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims
     return;
   }
   call->claims = *claims;
+  // Before GetTokenInfo and the scope check, so a call from outside the
+  // allowlist learns nothing about the app but this rejection.
+  if (claims->ip_allowlist != nullptr && !claims->ip_allowlist->empty()) {
+    if (absl::Status allowed = CheckClientAddress(*call, *claims->ip_allowlist); !allowed.ok()) {
+      call->Finish(allowed);
+      return;
+    }
+  }
+  // TODO: record the client address that the allowlist check resolved; behind
+  // a proxy the direct peer recorded here is the proxy.
   if (usage_ != nullptr) usage_->Record(claims->token_id, call->context->peer());
   ScopeMask missing = call->spec->required_scopes & ~claims->scopes;
   if (missing != 0) {
@@ -362,6 +397,34 @@ void CrmServiceImpl::Run(std::shared_ptr<Call> call) {
     call->Finish(WithErrorInfo(absl::ResourceExhaustedError("server is at its request limit; retry with backoff"),
                                ErrorReason::kServerBusy));
   }
+}
+
+absl::Status CrmServiceImpl::CheckClientAddress(const Call& call, const IpAllowlist& allowlist) const {
+  std::vector<absl::string_view> header_values;
+  if (!client_address_.header.empty()) {
+    auto [begin, end] = call.context->client_metadata().equal_range(client_address_.header);
+    for (auto it = begin; it != end; ++it) header_values.emplace_back(it->second.data(), it->second.size());
+  }
+  std::string peer = call.context->peer();
+  absl::StatusOr<IpAddress> client = ClientAddress(client_address_, peer, header_values);
+  if (!client.ok()) {
+    // Fails closed: an app with an allowlist is never used from an address
+    // the server cannot determine.
+    spdlog::debug("app {} of organization {} rejected a call from peer {}: {}", call.claims.app_id,
+                  call.claims.organization_id, peer, client.status().message());
+    return WithErrorInfo(absl::PermissionDeniedError(absl::StrCat(
+                             "the app has an IP allowlist and the client address cannot be determined: ",
+                             client.status().message())),
+                         ErrorReason::kIpNotAllowed, {{"client_address", ""}});
+  }
+  if (allowlist.Allows(*client)) return absl::OkStatus();
+  std::string address = client->ToString();
+  spdlog::debug("app {} of organization {} rejected a call from {} (peer {}): not in its IP allowlist",
+                call.claims.app_id, call.claims.organization_id, address, peer);
+  return WithErrorInfo(
+      absl::PermissionDeniedError(absl::StrCat("the app's IP allowlist does not include the client address ",
+                                               address, "; an organization admin can add it with UpdatePrivateApp")),
+      ErrorReason::kIpNotAllowed, {{"client_address", address}});
 }
 
 absl::Status CrmServiceImpl::Execute(Call& call) {

@@ -9,9 +9,10 @@
 // remote check or database query. A token not in the cache is checked
 // remotely only while the caller's peer address and the token's prefix are
 // under the failed-lookup limit (common/credential_limiter.h). Every failed
-// check answers with the same UNAUTHENTICATED message. A bad token or
-// missing scope is rejected with UNAUTHENTICATED or
-// PERMISSION_DENIED before the request is parsed. The database work then runs
+// check answers with the same UNAUTHENTICATED message. A bad token is
+// rejected with UNAUTHENTICATED, and a client address outside the app's IP
+// allowlist or a missing scope with PERMISSION_DENIED, all before the
+// request is parsed. The database work then runs
 // on the bounded worker pool, or the call gets RESOURCE_EXHAUSTED when the
 // pool's queue is full. Before that, when a RateLimiter is given, the call
 // takes one call of the app's rate limits (rate_limiter.h) or fails with
@@ -27,6 +28,7 @@
 
 #include "absl/status/status.h"
 #include "common/credential_limiter.h"
+#include "common/ip_allowlist.h"
 #include "common/scopes.h"
 #include "common/worker_pool.h"
 #include "crm/data/v1/crm_service.grpc.pb.h"
@@ -64,6 +66,26 @@ struct MethodSpec {
 // a standard method of one module or a known custom method.
 absl::StatusOr<MethodSpec> SpecForMethod(const google::protobuf::MethodDescriptor* method);
 
+// The source of a call's client address for IP allowlists. With `header`
+// empty, the client is the gRPC peer. Otherwise a peer inside
+// `trusted_proxies` is a proxy, and the client comes from that metadata
+// header in X-Forwarded-For form (see ResolveClientAddress).
+struct ClientAddressPolicy {
+  std::string header;
+  IpAllowlist trusted_proxies;
+};
+
+// Checks a --client_ip_header value: a lower-case gRPC metadata key
+// (letters, digits, '-', '_', '.') that is not binary ("-bin") or reserved
+// ("grpc-", ":"). An empty value is valid and turns the header off.
+absl::Status ValidateClientIpHeader(absl::string_view header);
+
+// Returns the client address of a call under `policy`; INVALID_ARGUMENT
+// when the peer is not an IP address or a trusted proxy's header does not
+// parse. `header_values` are the values of policy.header in order.
+absl::StatusOr<IpAddress> ClientAddress(const ClientAddressPolicy& policy, absl::string_view grpc_peer,
+                                        const std::vector<absl::string_view>& header_values);
+
 class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
  public:
   // Aborts when a method's spec cannot be built, so a proto change that
@@ -73,12 +95,13 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
   // `max_call_duration` after it arrived, whichever is sooner; its database
   // statements end by then. `call_log`, when not null, records every
   // finished call whose token resolved to an app. `rate_limiter`, when not
-  // null, admits every call that passed its token and scope checks. Every
-  // argument must outlive the service.
+  // null, admits every call that passed its token and scope checks.
+  // `client_address` selects the source of the client address for IP
+  // allowlists. Every argument must outlive the service.
   CrmServiceImpl(RecordStore* store, TokenChecker* token_checker, WorkerPool* workers,
                  CredentialLimiter* limiter, TokenUsageRecorder* usage = nullptr,
                  absl::Duration max_call_duration = absl::Seconds(30), ApiCallRecorder* call_log = nullptr,
-                 RateLimiter* rate_limiter = nullptr);
+                 RateLimiter* rate_limiter = nullptr, ClientAddressPolicy client_address = {});
 
   // Tokens rejected by the format check, which costs no remote call.
   int64_t malformed_tokens() const { return malformed_tokens_.load(std::memory_order_relaxed); }
@@ -92,6 +115,9 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
   void Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims> claims);
   // Returns the GetTokenInfo response, or hands the call to the worker pool.
   void Run(std::shared_ptr<Call> call);
+  // OK when the app's IP allowlist includes the call's client address;
+  // PERMISSION_DENIED with reason IP_NOT_ALLOWED otherwise.
+  absl::Status CheckClientAddress(const Call& call, const IpAllowlist& allowlist) const;
   absl::Status Execute(Call& call);
 
   RecordStore* const store_;
@@ -102,6 +128,7 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
   ApiCallRecorder* const call_log_;
   RateLimiter* const rate_limiter_;
   const absl::Duration max_call_duration_;
+  const ClientAddressPolicy client_address_;
   std::vector<MethodSpec> specs_;
   std::atomic<int64_t> malformed_tokens_{0};
 };

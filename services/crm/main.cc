@@ -3,8 +3,11 @@
 #include <iostream>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/database_flags.h"
+#include "common/ip_allowlist.h"
 #include "common/logging.h"
 #include "common/migrations.h"
 #include "common/secrets.h"
@@ -61,6 +64,12 @@ ABSL_FLAG(int, invalidation_heartbeat_timeout_ms, 3000,
           "Milliseconds without a message on the invalidation stream after which the cache is not used");
 ABSL_FLAG(int, metrics_port, -1,
           "TCP port of the Prometheus endpoint GET /metrics; -1 serves no metrics, 0 picks a free port");
+ABSL_FLAG(std::string, client_ip_header, "",
+          "Metadata header with the client address in X-Forwarded-For form, such as x-forwarded-for; read only "
+          "from peers in --trusted_proxy_cidrs, for IP allowlists. Empty uses the connecting address");
+ABSL_FLAG(std::string, trusted_proxy_cidrs, "",
+          "Comma-separated CIDR ranges of the proxies whose --client_ip_header is believed, such as "
+          "10.0.0.0/8,fd00::/8; required with --client_ip_header");
 ABSL_FLAG(std::string, metrics_host, "", "Address of the metrics endpoint; empty means the same as --listen_host");
 
 namespace {
@@ -89,6 +98,22 @@ int main(int argc, char** argv) {
                             {"max_receive_message_bytes", 1024, 1073741824},
                             {"token_usage_flush_interval_seconds", 0, 86400}},
                            {"listen_host", "auth_target", "db_user"});
+  std::string client_ip_header = absl::GetFlag(FLAGS_client_ip_header);
+  std::vector<std::string> trusted_proxy_cidrs =
+      absl::StrSplit(absl::GetFlag(FLAGS_trusted_proxy_cidrs), ',', absl::SkipWhitespace());
+  for (std::string& range : trusted_proxy_cidrs) range = std::string(absl::StripAsciiWhitespace(range));
+  if (absl::Status valid = crm::data::ValidateClientIpHeader(client_ip_header); !valid.ok()) {
+    crm::ExitWithInvalidFlag("crm_server", "client_ip_header", valid.message());
+  }
+  if (client_ip_header.empty() && !trusted_proxy_cidrs.empty()) {
+    crm::ExitWithInvalidFlag("crm_server", "client_ip_header", "must be set when --trusted_proxy_cidrs is set");
+  }
+  if (!client_ip_header.empty() && trusted_proxy_cidrs.empty()) {
+    crm::ExitWithInvalidFlag("crm_server", "trusted_proxy_cidrs", "must be set when --client_ip_header is set");
+  }
+  if (absl::Status valid = crm::IpAllowlist::Parse(trusted_proxy_cidrs).status(); !valid.ok()) {
+    crm::ExitWithInvalidFlag("crm_server", "trusted_proxy_cidrs", valid.message());
+  }
   crm::ConfigureLogging(absl::GetFlag(FLAGS_log_level));
   crm::LogEffectiveConfiguration("crm_server");
 
@@ -147,6 +172,8 @@ int main(int argc, char** argv) {
   options.api_call_log_enabled = absl::GetFlag(FLAGS_api_call_log);
   options.invalidation_watcher.heartbeat_timeout =
       absl::Milliseconds(absl::GetFlag(FLAGS_invalidation_heartbeat_timeout_ms));
+  options.client_ip_header = client_ip_header;
+  options.trusted_proxy_cidrs = trusted_proxy_cidrs;
   options.metrics_host =
       absl::GetFlag(FLAGS_metrics_host).empty() ? absl::GetFlag(FLAGS_listen_host) : absl::GetFlag(FLAGS_metrics_host);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);

@@ -8,6 +8,13 @@ namespace {
 // the container layouts, not a measurement.
 constexpr size_t kBytesPerEntry = 3 * (32 + sizeof(std::string)) + sizeof(Claims) + sizeof(absl::Time) + 64;
 
+// Memory of an entry's IP allowlist beyond kBytesPerEntry. Counted per
+// entry although entries of one check share it, so it errs high.
+size_t AllowlistBytes(const Claims& claims) {
+  if (claims.ip_allowlist == nullptr) return 0;
+  return sizeof(IpAllowlist) + claims.ip_allowlist->ranges().size() * sizeof(CidrRange) + 32;
+}
+
 }  // namespace
 
 TokenCache::TokenCache(TokenCacheOptions options, Clock clock) : options_(options), clock_(std::move(clock)) {}
@@ -49,7 +56,11 @@ bool TokenCache::Insert(const std::string& token_digest, const Claims& claims) {
     insertion_order_.pop_front();
     EraseLocked(oldest);
   }
+  if (auto existing = entries_.find(token_digest); existing != entries_.end()) {
+    allowlist_bytes_ -= AllowlistBytes(existing->second.claims);
+  }
   entries_.insert_or_assign(token_digest, Entry{claims, clock_()});
+  allowlist_bytes_ += AllowlistBytes(claims);
   digests_by_app_[claims.app_id].insert(token_digest);
   insertion_order_.push_back(token_digest);
   // Erased digests stay in the queue until they reach its front; compact
@@ -67,7 +78,12 @@ bool TokenCache::Insert(const std::string& token_digest, const Claims& claims) {
 void TokenCache::Invalidate(uint64_t app_id, int64_t sequence) {
   absl::MutexLock lock(&mu_);
   if (auto it = digests_by_app_.find(app_id); it != digests_by_app_.end()) {
-    for (const std::string& digest : it->second) entries_.erase(digest);
+    for (const std::string& digest : it->second) {
+      auto entry = entries_.find(digest);
+      if (entry == entries_.end()) continue;
+      allowlist_bytes_ -= AllowlistBytes(entry->second.claims);
+      entries_.erase(entry);
+    }
     digests_by_app_.erase(it);
   }
   applied_.emplace_back(sequence, app_id);
@@ -78,6 +94,7 @@ void TokenCache::Invalidate(uint64_t app_id, int64_t sequence) {
 void TokenCache::Clear(int64_t sequence) {
   absl::MutexLock lock(&mu_);
   entries_.clear();
+  allowlist_bytes_ = 0;
   digests_by_app_.clear();
   insertion_order_.clear();
   applied_.clear();
@@ -92,7 +109,7 @@ size_t TokenCache::Size() {
 
 size_t TokenCache::ApproximateBytes() {
   absl::MutexLock lock(&mu_);
-  return entries_.size() * kBytesPerEntry;
+  return entries_.size() * kBytesPerEntry + allowlist_bytes_;
 }
 
 void TokenCache::EraseLocked(const std::string& token_digest) {
@@ -103,6 +120,7 @@ void TokenCache::EraseLocked(const std::string& token_digest) {
     app->second.erase(token_digest);
     if (app->second.empty()) digests_by_app_.erase(app);
   }
+  allowlist_bytes_ -= AllowlistBytes(it->second.claims);
   entries_.erase(it);
 }
 

@@ -9,8 +9,8 @@
 // against the local clock on every hit, so a token that reaches its
 // scheduled expiry (its own, or the end of a rotation overlap) needs no
 // invalidation entry: the cached claims carry the time themselves. Every entry
-// has the same fixed size, so the entry bound also bounds memory;
-// ApproximateBytes() reports it.
+// has the same fixed size plus the ranges of its app's IP allowlist (at most
+// 50), so the entry bound also bounds memory; ApproximateBytes() reports it.
 #ifndef CRM_SERVICES_CRM_TOKEN_CACHE_H_
 #define CRM_SERVICES_CRM_TOKEN_CACHE_H_
 
@@ -90,6 +90,8 @@ class TokenCache {
   // what came before.
   int64_t forgotten_before_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t last_applied_ ABSL_GUARDED_BY(mu_) = 0;
+  // Bytes of the IP allowlist ranges that the entries hold.
+  size_t allowlist_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace crm::data

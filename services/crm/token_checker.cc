@@ -39,6 +39,18 @@ absl::StatusOr<Claims> ClaimsFromResponse(const crm::auth::v1::CheckTokenRespons
     claims.expire_time = absl::FromUnixMicros(
         google::protobuf::util::TimeUtil::TimestampToMicroseconds(response.expire_time()));
   }
+  if (!response.ip_allowlist().empty()) {
+    // Fails closed: a list this server cannot read must not allow every
+    // address.
+    absl::StatusOr<IpAllowlist> allowlist = IpAllowlist::Parse({response.ip_allowlist().begin(),
+                                                                response.ip_allowlist().end()});
+    if (!allowlist.ok()) {
+      return WithErrorInfo(absl::InternalError(absl::StrCat("auth service returned an invalid IP allowlist for app ",
+                                                            claims.app_id, ": ", allowlist.status().message())),
+                           ErrorReason::kInternalError);
+    }
+    claims.ip_allowlist = std::make_shared<const IpAllowlist>(*std::move(allowlist));
+  }
   return claims;
 }
 

@@ -1,6 +1,6 @@
 // Verification of the access tokens that CrmService callers present. The
 // CRM server calls the auth server's TokenService, which returns the caller's
-// organization, app and granted scopes.
+// organization, app, granted scopes and IP allowlist.
 #ifndef CRM_SERVICES_CRM_TOKEN_CHECKER_H_
 #define CRM_SERVICES_CRM_TOKEN_CHECKER_H_
 
@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/ip_allowlist.h"
 #include "common/scopes.h"
 #include "crm/auth/v1/token_service.grpc.pb.h"
 
@@ -34,6 +35,9 @@ struct Claims {
   // The auth service's invalidation sequence when it read the token. The
   // result reflects every invalidation up to it.
   int64_t invalidation_sequence = 0;
+  // The app's IP allowlist, parsed once per check and shared by the cached
+  // copies; null or empty allows every address.
+  std::shared_ptr<const IpAllowlist> ip_allowlist;
 };
 
 class TokenChecker {

@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "common/logging.h"
 
 namespace crm::data {
@@ -17,10 +18,14 @@ std::string PeerAddress(absl::string_view grpc_peer) {
   if (absl::ConsumePrefix(&grpc_peer, "ipv4:")) {
     address = grpc_peer.substr(0, grpc_peer.rfind(':'));
   } else if (absl::ConsumePrefix(&grpc_peer, "ipv6:")) {
-    // "[address]:port"; an address with a zone keeps its %zone.
-    size_t end = grpc_peer.find(']');
-    if (!absl::ConsumePrefix(&grpc_peer, "[") || end == absl::string_view::npos) return "";
-    address = grpc_peer.substr(0, end - 1);
+    // "[address]:port", where an address with a zone keeps its %zone. gRPC
+    // 1.51 percent-encodes the brackets and the zone's "%", so decode them
+    // first.
+    std::string decoded = absl::StrReplaceAll(grpc_peer, {{"%5B", "["}, {"%5D", "]"}, {"%25", "%"}});
+    absl::string_view rest = decoded;
+    size_t end = rest.find(']');
+    if (!absl::ConsumePrefix(&rest, "[") || end == absl::string_view::npos) return "";
+    return std::string(rest.substr(0, end - 1));
   }
   return std::string(address);
 }

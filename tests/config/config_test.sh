@@ -91,6 +91,17 @@ expect_invalid "auth heartbeat" "invalid --invalidation_heartbeat_interval_ms=5"
 expect_invalid "crm metrics port" "invalid --metrics_port=-2" -- "$crm_server" --metrics_port=-2
 expect_invalid "crm cache age" "invalid --token_cache_max_age_seconds=0" \
   CRM_TOKEN_CACHE_MAX_AGE_SECONDS=0 -- "$crm_server"
+expect_invalid "crm trusted proxy range" \
+  "invalid --trusted_proxy_cidrs=10.0.0.0/8,10.1.2.3/8 (from command line): \"10.1.2.3/8\" has host bits set" \
+  -- "$crm_server" --client_ip_header=x-forwarded-for --trusted_proxy_cidrs=10.0.0.0/8,10.1.2.3/8
+expect_invalid "crm client IP header without proxies" \
+  "invalid --trusted_proxy_cidrs= (from command line): must be set when --client_ip_header is set" \
+  -- "$crm_server" --client_ip_header=x-forwarded-for --trusted_proxy_cidrs=
+expect_invalid "crm proxies without a header" \
+  "invalid --client_ip_header= (from default): must be set when --trusted_proxy_cidrs is set" \
+  CRM_TRUSTED_PROXY_CIDRS=10.0.0.0/8 -- "$crm_server"
+expect_invalid "crm upper-case client IP header" "invalid --client_ip_header=X-Forwarded-For" \
+  -- "$crm_server" --client_ip_header=X-Forwarded-For --trusted_proxy_cidrs=10.0.0.0/8
 
 # A port nothing listens on: the servers log their configuration, then fail
 # to connect to the database and exit with status 1.

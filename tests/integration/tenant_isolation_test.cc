@@ -429,10 +429,14 @@ TEST_F(TenantIsolationTest, PrivateAppCallsAtOtherOrganizationChangeNothing) {
       private_app->set_organization_id(before.private_app().organization_id());
       private_app->set_display_name("Taken over");
       *private_app->add_scopes() = MakeScope(crm::auth::v1::MODULE_LEAD, crm::auth::v1::ACTION_DELETE);
+      // An allowlist that excludes loopback would lock A's token out of the
+      // CRM server, which the check at the end would notice.
+      private_app->add_ip_allowlist("192.0.2.0/24");
       if (method->name() == "UpdatePrivateApp") {
         auto* update = static_cast<crm::auth::v1::UpdatePrivateAppRequest*>(request.get());
         update->mutable_update_mask()->add_paths("display_name");
         update->mutable_update_mask()->add_paths("scopes");
+        update->mutable_update_mask()->add_paths("ip_allowlist");
       }
     }
     std::unique_ptr<Message> response = NewMessage(method->output_type());

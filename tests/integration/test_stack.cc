@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/crypto.h"
@@ -106,7 +107,7 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
 
   for (int i = 0; i < options.crm_servers; ++i) {
     crm::data::CrmServerOptions crm_options;
-    crm_options.listen_address = "127.0.0.1:0";
+    crm_options.listen_address = absl::StrCat(options.crm_listen_host, ":0");
     crm_options.auth_target = absl::StrCat("ipv4:", absl::StrJoin(auth_addresses, ","));
     crm_options.worker_threads = 8;
     crm_options.page_token_key = stack->secrets_.page_token_key;
@@ -119,8 +120,10 @@ absl::StatusOr<std::unique_ptr<TestStack>> TestStack::Start(const StackOptions& 
     absl::StatusOr<std::unique_ptr<crm::data::CrmServer>> crm_server =
         crm::data::CrmServer::Start(crm_options, stack->data_pool_.get());
     if (!crm_server.ok()) return crm_server.status();
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*crm_server)->port()),
-                                       grpc::InsecureChannelCredentials());
+    bool ipv6 = absl::StartsWith(options.crm_listen_host, "[");
+    auto channel = grpc::CreateChannel(
+        absl::StrCat(ipv6 ? "ipv6:" : "", options.crm_listen_host, ":", (*crm_server)->port()),
+        grpc::InsecureChannelCredentials());
     stack->crm_.push_back(crm::data::v1::CrmService::NewStub(channel));
     stack->crm_status_.push_back(crm::data::v1::CrmStatusService::NewStub(channel));
     if (i == 0) stack->generic_crm_ = std::make_unique<grpc::GenericStub>(channel);

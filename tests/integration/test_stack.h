@@ -43,6 +43,9 @@ struct StackOptions {
   // Rate limits of organizations whose policy sets none. The maximums, so
   // that only tests that set a policy or lower these meet a limit.
   crm::auth::RateLimitDefaults rate_limit_defaults = {kMaxBurstLimitPer10s, kMaxDailyLimit};
+  // Host the CRM servers listen on and the stubs connect to: "127.0.0.1",
+  // or "[::1]" for IPv6 loopback.
+  std::string crm_listen_host = "127.0.0.1";
   // Applied to each CRM server's options before it starts, for tests that
   // need other limits than the defaults.
   std::function<void(crm::data::CrmServerOptions&)> adjust_crm_options;

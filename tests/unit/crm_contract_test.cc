@@ -119,5 +119,38 @@ TEST(CrmContract, NoScopeRequiredOnlyForGetTokenInfo) {
   EXPECT_EQ(SpecForMethod(built->service(0)->method(1)).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(ClientIpHeader, Validation) {
+  for (const char* valid : {"", "x-forwarded-for", "x-real-ip", "x_client.ip2"}) {
+    EXPECT_TRUE(ValidateClientIpHeader(valid).ok()) << valid;
+  }
+  for (const char* invalid : {"X-Forwarded-For", "x forwarded", "x-forwarded-for-bin", "grpc-client", ":authority",
+                              "x-forwarded-for,x-real-ip"}) {
+    EXPECT_FALSE(ValidateClientIpHeader(invalid).ok()) << invalid;
+  }
+}
+
+TEST(ClientAddress, HeaderUsedOnlyWhenConfiguredAndTrusted) {
+  absl::StatusOr<IpAllowlist> trusted = IpAllowlist::Parse({"127.0.0.0/8"});
+  ASSERT_TRUE(trusted.ok());
+  ClientAddressPolicy off;
+  ClientAddressPolicy on{"x-forwarded-for", *trusted};
+  std::vector<absl::string_view> header = {"203.0.113.5"};
+
+  absl::StatusOr<IpAddress> direct = ClientAddress(off, "ipv4:127.0.0.1:5000", header);
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  EXPECT_EQ(direct->ToString(), "127.0.0.1");
+
+  absl::StatusOr<IpAddress> forwarded = ClientAddress(on, "ipv4:127.0.0.1:5000", header);
+  ASSERT_TRUE(forwarded.ok()) << forwarded.status();
+  EXPECT_EQ(forwarded->ToString(), "203.0.113.5");
+
+  absl::StatusOr<IpAddress> untrusted = ClientAddress(on, "ipv6:[2001:db8::9]:5000", header);
+  ASSERT_TRUE(untrusted.ok()) << untrusted.status();
+  EXPECT_EQ(untrusted->ToString(), "2001:db8::9");
+
+  EXPECT_FALSE(ClientAddress(off, "unix:/run/crm.sock", {}).ok());
+  EXPECT_FALSE(ClientAddress(on, "ipv4:127.0.0.1:5000", {"203.0.113.5, nonsense"}).ok());
+}
+
 }  // namespace
 }  // namespace crm::data

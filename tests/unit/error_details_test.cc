@@ -30,7 +30,7 @@ TEST(ErrorReason, NamesAreUpperSnakeCaseAndUnique) {
     EXPECT_LE(name.size(), 63u) << name;
     EXPECT_TRUE(seen.insert(name).second) << name << " appears twice";
   }
-  EXPECT_EQ(seen.size(), static_cast<size_t>(ErrorReason::kDailyLimitExceeded) + 1)
+  EXPECT_EQ(seen.size(), static_cast<size_t>(ErrorReason::kIpNotAllowed) + 1)
       << "a reason of the enum is missing from the name table";
 }
 
