@@ -59,23 +59,29 @@ stop_all() {
 }
 trap stop_all INT TERM EXIT
 
-"$build/services/auth/auth_server" --port="$auth_port" --internal_port="$auth_internal_port" 2>"$state/auth.log" &
-pids+=($!)
-"$build/services/crm/crm_server" --port="$crm_port" --auth_target="127.0.0.1:$auth_internal_port" \
-  2>"$state/crm.log" &
-pids+=($!)
-
-for log in auth crm; do
+# Waits until the server that writes $state/$1.log reports it is listening.
+await_listening() {
   for _ in $(seq 1 100); do
-    grep -q "listening on" "$state/$log.log" && break
+    grep -q "listening on" "$state/$1.log" 2>/dev/null && return
     if ! kill -0 "${pids[@]}" 2>/dev/null; then
       echo "run: a server exited during start-up:" >&2
-      tail -5 "$state/auth.log" "$state/crm.log" >&2
+      tail -5 "$state/auth.log" "$state/crm.log" 2>/dev/null >&2
       exit 1
     fi
     sleep 0.1
   done
-done
+}
+
+"$build/services/auth/auth_server" --port="$auth_port" --internal_port="$auth_internal_port" 2>"$state/auth.log" &
+pids+=($!)
+# The CRM server starts once the auth server listens. Otherwise its first
+# connection to the internal port is refused, and gRPC waits about a second
+# before it connects again, so the first token checks fail with UNAVAILABLE.
+await_listening auth
+"$build/services/crm/crm_server" --port="$crm_port" --auth_target="127.0.0.1:$auth_internal_port" \
+  2>"$state/crm.log" &
+pids+=($!)
+await_listening crm
 
 cat <<EOF_READY
 run: auth server on 127.0.0.1:$auth_port (internal 127.0.0.1:$auth_internal_port), CRM server on 127.0.0.1:$crm_port
