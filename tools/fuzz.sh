@@ -45,11 +45,16 @@ if ((skip_build == 0)); then
   cmake --build "$build" -j"$(nproc)" --target "${target}_fuzzer"
 fi
 
+fuzzer=$build/tests/fuzz/${target}_fuzzer
+if [[ ! -x $fuzzer ]]; then
+  echo "fuzz: $fuzzer is not built; add ${target}_fuzzer to the fuzz build preset in CMakePresets.json" >&2
+  exit 2
+fi
 run_dir=$build/fuzz-runs/$target
 mkdir -p "$run_dir/corpus" "$run_dir/artifacts"
 # The first folder receives new inputs; the seed folder is only read.
 status=0
-"$build/tests/fuzz/${target}_fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+"$fuzzer" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
   -print_final_stats=1 -artifact_prefix="$run_dir/artifacts/" \
   "${libfuzzer_args[@]}" "$run_dir/corpus" "$seeds" || status=$?
 if ((status != 0)); then
