@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/strip.h"
 #include "common/error_details.h"
+#include "common/ip_allowlist.h"
 
 namespace crm {
 
@@ -58,21 +59,8 @@ void CredentialLimiter::RecordFailure(absl::string_view peer, absl::string_view 
 }
 
 std::string PeerAddress(absl::string_view grpc_peer) {
-  absl::string_view address = grpc_peer;
-  if (absl::ConsumePrefix(&address, "ipv6:")) {
-    // "[addr]:port", sometimes with a %zone inside the brackets.
-    if (absl::ConsumePrefix(&address, "[")) {
-      size_t end = address.find(']');
-      if (end != absl::string_view::npos) address = address.substr(0, end);
-    }
-    return std::string(address);
-  }
-  if (absl::ConsumePrefix(&address, "ipv4:")) {
-    size_t colon = address.rfind(':');
-    if (colon != absl::string_view::npos) address = address.substr(0, colon);
-    return std::string(address);
-  }
-  return std::string(grpc_peer);
+  std::string address = PeerIpAddress(grpc_peer);
+  return address.empty() ? std::string(grpc_peer) : address;
 }
 
 absl::Status InvalidAccessTokenError() {

@@ -95,9 +95,9 @@ class CredentialLimiter {
   std::atomic<int64_t> refused_{0};
 };
 
-// Returns the IP address of a gRPC peer string without scheme and port:
-// "ipv4:10.0.0.7:41234" becomes "10.0.0.7" and "ipv6:[::1]:41234" becomes
-// "::1". Other forms, such as "unix:/run/x.sock", are returned unchanged.
+// Returns the limiter's key for a gRPC peer: its IP address (PeerIpAddress
+// in ip_allowlist.h), so "ipv4:10.0.0.7:41234" becomes "10.0.0.7". Other
+// forms, such as "unix:/run/x.sock", are returned unchanged.
 std::string PeerAddress(absl::string_view grpc_peer);
 
 // The one error every failed app token lookup returns, whether the token is

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -172,6 +173,19 @@ bool IpAllowlist::Allows(const IpAddress& address) const { return ranges_.empty(
 
 bool IpAllowlist::Contains(const IpAddress& address) const {
   return std::any_of(ranges_.begin(), ranges_.end(), [&](const CidrRange& range) { return range.Contains(address); });
+}
+
+std::string PeerIpAddress(absl::string_view grpc_peer) {
+  if (absl::ConsumePrefix(&grpc_peer, "ipv4:")) return std::string(grpc_peer.substr(0, grpc_peer.rfind(':')));
+  if (!absl::ConsumePrefix(&grpc_peer, "ipv6:")) return "";
+
+  // "[address]:port", where an address with a zone keeps its %zone.
+  std::string decoded = absl::StrReplaceAll(grpc_peer, {{"%5B", "["}, {"%5D", "]"}, {"%25", "%"}});
+  absl::string_view rest = decoded;
+  if (!absl::ConsumePrefix(&rest, "[")) return "";
+  size_t end = rest.find(']');
+  if (end == absl::string_view::npos) return "";
+  return std::string(rest.substr(0, end));
 }
 
 absl::StatusOr<IpAddress> ParseGrpcPeerAddress(absl::string_view grpc_peer) {

@@ -80,6 +80,12 @@ class IpAllowlist {
   std::vector<CidrRange> ranges_;
 };
 
+// Returns the IP address text of a gRPC peer string without scheme, brackets
+// and port, a zone kept ("fe80::1%eth0"); empty for other peers, such as
+// "unix:/path". Decodes the percent-encoding that gRPC 1.51 applies to IPv6
+// peers ("ipv6:%5B::1%5D:5678").
+std::string PeerIpAddress(absl::string_view grpc_peer);
+
 // Returns the IP address of a gRPC peer string: "ipv4:192.0.2.1:5678",
 // "ipv6:[2001:db8::1]:5678" or the percent-encoded
 // "ipv6:%5B2001:db8::1%5D:5678" that gRPC 1.51 reports. INVALID_ARGUMENT

@@ -54,6 +54,17 @@ struct QuotaGrant {
   QuotaLimitKind limit_reached = QuotaLimitKind::kNone;
 };
 
+// A block of calls that the auth server granted (TokenService.AcquireQuota),
+// with the limits in force and the time left in the window and the day.
+struct QuotaBlock {
+  int64_t granted_calls = 0;
+  QuotaLimitKind limit_reached = QuotaLimitKind::kNone;
+  absl::Duration window_remaining;
+  absl::Duration day_remaining;
+  int32_t burst_limit_per_10s = 0;
+  int64_t daily_limit = 0;
+};
+
 // The grant for a block of `block` calls when the window has `window_used`
 // of `burst_limit` calls taken and the day `day_used` of `daily_limit`:
 // the block, cut to what both limits have left. A cut grant names the limit

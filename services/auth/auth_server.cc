@@ -299,7 +299,7 @@ grpc::Status TokenServiceImpl::AcquireQuota(grpc::ServerContext* context, const 
                                                                   request->max_calls())));
   }
 
-  absl::StatusOr<QuotaBlockGrant> grant = store_->AcquireQuota(*organization_id, *app_id, request->max_calls());
+  absl::StatusOr<QuotaBlock> grant = store_->AcquireQuota(*organization_id, *app_id, request->max_calls());
   if (!grant.ok()) return log.Finish(grant.status());
   response->set_granted_calls(grant->granted_calls);
   *response->mutable_window_remaining() = google::protobuf::util::TimeUtil::MicrosecondsToDuration(

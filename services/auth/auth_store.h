@@ -132,16 +132,6 @@ struct RateLimitDefaults {
   int64_t daily_limit = kDefaultDailyLimit;
 };
 
-// Result of AuthStore::AcquireQuota.
-struct QuotaBlockGrant {
-  int64_t granted_calls = 0;
-  QuotaLimitKind limit_reached = QuotaLimitKind::kNone;
-  absl::Duration window_remaining;
-  absl::Duration day_remaining;
-  int32_t burst_limit_per_10s = 0;
-  int64_t daily_limit = 0;
-};
-
 class AuthStore {
  public:
   // `pool` must outlive the store. `random` issues tokens and admin keys and
@@ -225,7 +215,7 @@ class AuthStore {
   // One transaction locks the day row and then the window row. `max_calls`
   // above 0 caps the block. NOT_FOUND when the app does not exist in that
   // organization.
-  absl::StatusOr<QuotaBlockGrant> AcquireQuota(uint64_t organization_id, uint64_t app_id, int64_t max_calls = 0);
+  absl::StatusOr<QuotaBlock> AcquireQuota(uint64_t organization_id, uint64_t app_id, int64_t max_calls = 0);
 
   // Deletes rate limit counters of windows and days that ended more than
   // two days before now, up to `max_rows` of each kind per call. Returns

@@ -56,12 +56,12 @@ int64_t LockCounter(Statement insert, Statement select) {
 
 }  // namespace
 
-absl::StatusOr<QuotaBlockGrant> AuthStore::AcquireQuota(uint64_t organization_id, uint64_t app_id,
+absl::StatusOr<QuotaBlock> AuthStore::AcquireQuota(uint64_t organization_id, uint64_t app_id,
                                                         int64_t max_calls) {
   absl::Time now = clock_();
   int64_t window_start = BurstWindowStart(now);
   int64_t day_start = DayStart(now);
-  QuotaBlockGrant grant;
+  QuotaBlock grant;
   grant.window_remaining = BurstWindowRemaining(now);
   grant.day_remaining = DayRemaining(now);
 

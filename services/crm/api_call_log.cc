@@ -7,8 +7,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/ip_allowlist.h"
 #include "common/logging.h"
-#include "services/crm/token_usage.h"
 
 namespace crm::data {
 
@@ -96,7 +96,7 @@ grpc::Status ApiCallRecorder::Send(const std::vector<RecordedApiCall>& calls, ab
     record->set_code(call.code);
     *record->mutable_call_time() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(call.call_time));
     *record->mutable_latency() = TimeUtil::MicrosecondsToDuration(absl::ToInt64Microseconds(call.latency));
-    record->set_peer_address(PeerAddress(call.grpc_peer));
+    record->set_peer_address(PeerIpAddress(call.grpc_peer));
   }
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(deadline));

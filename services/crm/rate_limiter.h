@@ -40,17 +40,6 @@
 
 namespace crm::data {
 
-// One AcquireQuota response.
-struct QuotaBlock {
-  int64_t granted_calls = 0;
-  QuotaLimitKind limit_reached = QuotaLimitKind::kNone;
-  // Time left in the window and the day when the auth server granted the block.
-  absl::Duration window_remaining;
-  absl::Duration day_remaining;
-  int32_t burst_limit_per_10s = 0;
-  int64_t daily_limit = 0;
-};
-
 // Source of quota blocks; the auth server outside unit tests.
 class QuotaSource {
  public:

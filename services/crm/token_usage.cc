@@ -6,29 +6,11 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
+#include "common/ip_allowlist.h"
 #include "common/logging.h"
 
 namespace crm::data {
-
-std::string PeerAddress(absl::string_view grpc_peer) {
-  absl::string_view address;
-  if (absl::ConsumePrefix(&grpc_peer, "ipv4:")) {
-    address = grpc_peer.substr(0, grpc_peer.rfind(':'));
-  } else if (absl::ConsumePrefix(&grpc_peer, "ipv6:")) {
-    // "[address]:port", where an address with a zone keeps its %zone. gRPC
-    // 1.51 percent-encodes the brackets and the zone's "%", so decode them
-    // first.
-    std::string decoded = absl::StrReplaceAll(grpc_peer, {{"%5B", "["}, {"%5D", "]"}, {"%25", "%"}});
-    absl::string_view rest = decoded;
-    size_t end = rest.find(']');
-    if (!absl::ConsumePrefix(&rest, "[") || end == absl::string_view::npos) return "";
-    return std::string(rest.substr(0, end - 1));
-  }
-  return std::string(address);
-}
 
 TokenUsageRecorder::TokenUsageRecorder(std::shared_ptr<grpc::Channel> auth_channel, absl::Duration flush_interval,
                                        std::function<absl::Time()> clock)
@@ -77,7 +59,7 @@ absl::Status TokenUsageRecorder::Flush(absl::Duration timeout) {
     crm::auth::v1::TokenUsage* usage = request.add_usages();
     usage->set_token_id(absl::StrCat(token_id));
     *usage->mutable_last_used_time() = google::protobuf::util::TimeUtil::SecondsToTimestamp(use.minute);
-    usage->set_peer_address(PeerAddress(use.grpc_peer));
+    usage->set_peer_address(PeerIpAddress(use.grpc_peer));
   }
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));

@@ -31,11 +31,6 @@
 
 namespace crm::data {
 
-// Returns the IP address of a gRPC peer string such as
-// "ipv4:127.0.0.1:5000" or "ipv6:[::1]:5000", without port or brackets;
-// an empty string for other peers (such as unix sockets).
-std::string PeerAddress(absl::string_view grpc_peer);
-
 class TokenUsageRecorder {
  public:
   // Tokens whose uses one report can hold; more are dropped until the next

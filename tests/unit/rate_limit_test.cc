@@ -12,7 +12,7 @@
 namespace crm {
 namespace {
 
-using crm::data::QuotaBlock;
+using crm::QuotaBlock;
 using crm::data::QuotaSource;
 using crm::data::RateLimiter;
 

@@ -77,15 +77,15 @@ TEST(TokenCache, ExpiredClaimsAreNotStored) {
   EXPECT_FALSE(cache.Lookup(Digest(1)).has_value());
 }
 
-TEST(PeerAddress, StripsSchemeAndPort) {
-  EXPECT_EQ(PeerAddress("ipv4:127.0.0.1:53211"), "127.0.0.1");
-  EXPECT_EQ(PeerAddress("ipv6:[::1]:53211"), "::1");
-  EXPECT_EQ(PeerAddress("ipv6:[fe80::1%eth0]:80"), "fe80::1%eth0");
+TEST(PeerIpAddress, StripsSchemeAndPort) {
+  EXPECT_EQ(PeerIpAddress("ipv4:127.0.0.1:53211"), "127.0.0.1");
+  EXPECT_EQ(PeerIpAddress("ipv6:[::1]:53211"), "::1");
+  EXPECT_EQ(PeerIpAddress("ipv6:[fe80::1%eth0]:80"), "fe80::1%eth0");
   // gRPC 1.51 percent-encodes the brackets and the zone's "%".
-  EXPECT_EQ(PeerAddress("ipv6:%5B::1%5D:53211"), "::1");
-  EXPECT_EQ(PeerAddress("ipv6:%5Bfe80::1%25eth0%5D:80"), "fe80::1%eth0");
-  EXPECT_EQ(PeerAddress("unix:/tmp/socket"), "");
-  EXPECT_EQ(PeerAddress("ipv6:::1"), "");
+  EXPECT_EQ(PeerIpAddress("ipv6:%5B::1%5D:53211"), "::1");
+  EXPECT_EQ(PeerIpAddress("ipv6:%5Bfe80::1%25eth0%5D:80"), "fe80::1%eth0");
+  EXPECT_EQ(PeerIpAddress("unix:/tmp/socket"), "");
+  EXPECT_EQ(PeerIpAddress("ipv6:::1"), "");
 }
 
 TEST(TokenCache, MaximumAgeExpires) {
