@@ -2,14 +2,14 @@
 // that guessing credentials costs the guesser time and costs the auth
 // server and the database little.
 //
-// Failures are counted in two sets of token buckets: one per peer (the
-// caller's IP address without the port) and one per credential prefix (the
-// first kLimitedPrefixChars characters: the kind prefix such as "crmpat_"
-// and the first 8 characters of the body). The peer limit slows one client
+// Failures are counted in two sets of token buckets. One is per peer, the
+// caller's IP address without the port. The other is per credential prefix,
+// the first kLimitedPrefixChars characters: the kind prefix such as "crmpat_"
+// and the first 8 characters of the body. The peer limit slows one client
 // that tries many credentials. The prefix limit slows many clients that
 // try to complete a partly known credential. Each failure takes one unit
 // from both buckets, and each bucket refills at a steady rate. A lookup is
-// allowed while both buckets of the call hold at least one unit. Lookups
+// allowed while both buckets of the call contain at least one unit. Lookups
 // that were allowed together and then fail take the bucket below zero (at
 // most one burst), so concurrent callers cannot exceed the rate.
 //
@@ -63,7 +63,7 @@ class CredentialLimiter {
   // Counts one failed lookup against `peer` and the credential's prefix.
   void RecordFailure(absl::string_view peer, absl::string_view credential);
 
-  // Lookups that Allow() has refused so far.
+  // Lookups that Allow() has rejected so far.
   int64_t refused() const { return refused_.load(std::memory_order_relaxed); }
 
  private:
@@ -100,10 +100,10 @@ class CredentialLimiter {
 // forms, such as "unix:/run/x.sock", are returned unchanged.
 std::string PeerAddress(absl::string_view grpc_peer);
 
-// The one error every failed app token lookup returns, whether the token is
-// malformed, unknown, rotated, expired, of a deleted app or refused by the
-// limiter, so a caller cannot tell which it was: UNAUTHENTICATED, one
-// message and ErrorInfo reason TOKEN_INVALID.
+// Returns the one error of every failed app token lookup: UNAUTHENTICATED,
+// one message and ErrorInfo reason TOKEN_INVALID. The token may be malformed,
+// unknown, rotated, expired, of a deleted app or rejected by the limiter, and
+// the caller cannot tell which.
 absl::Status InvalidAccessTokenError();
 
 // The same for admin keys, with reason ADMIN_KEY_INVALID.

@@ -96,7 +96,7 @@ absl::StatusOr<IpAddress> ParseGrpcPeerAddress(absl::string_view grpc_peer);
 //
 // `direct_peer` is the address that connected. Unless it is in
 // `trusted_proxies`, it is the client and `forwarded_for` is ignored,
-// because anyone can send that header. Otherwise `forwarded_for` holds the
+// because anyone can send that header. Otherwise `forwarded_for` contains the
 // header's values in the order received, each an X-Forwarded-For list
 // ("client, proxy1, proxy2"; each proxy appends the address it saw). The
 // list is read from the right, skipping trusted proxies, and the first

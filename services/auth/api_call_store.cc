@@ -80,27 +80,32 @@ absl::StatusOr<CallRow> ValidateCall(const v1::ApiCallRecord& call) {
   if (!app_id.ok()) return app_id.status();
   row.organization_id = *organization_id;
   row.app_id = *app_id;
+
   if (call.method().empty()) return InvalidFieldError("calls.method", "calls.method is required");
   absl::Status method = ValidateText("calls.method", call.method(), TextRules{.max_code_points = kMaxMethodChars});
   if (!method.ok()) return method;
   row.method = call.method();
+
   if (call.code() < 0 || call.code() > kMaxStatusCode) {
     return InvalidFieldError("calls.code", absl::StrCat("calls.code must be a google.rpc.Code value from 0 to ",
                                                         kMaxStatusCode, ", got ", call.code()));
   }
   row.code = call.code();
+
   if (!call.has_call_time()) return InvalidFieldError("calls.call_time", "calls.call_time is required");
   absl::StatusOr<std::optional<int64_t>> call_micros = ParseTime("calls.call_time", &call.call_time());
   if (!call_micros.ok()) return call_micros.status();
   row.call_time = ToDatetime(**call_micros);
+
   const google::protobuf::Duration& latency = call.latency();
   if (!call.has_latency() || latency.seconds() < 0 || latency.seconds() > TimeUtil::kDurationMaxSeconds ||
       latency.nanos() < 0 || latency.nanos() > 999999999) {
     return InvalidFieldError("calls.latency", "calls.latency is required and must not be negative");
   }
   row.latency_micros = TimeUtil::DurationToMicroseconds(call.latency());
-  // A peer that is not plain text is dropped rather than failing the
-  // whole batch: the address is informational.
+
+  // A peer that is not plain text is dropped rather than failing the whole
+  // batch, because the address is informational.
   row.peer_address = call.peer_address().substr(0, kMaxPeerChars);
   if (!ValidateText("calls.peer_address", row.peer_address, TextRules{.max_code_points = kMaxPeerChars}).ok()) {
     row.peer_address.clear();

@@ -6,7 +6,7 @@
 //
 // Each report is one transaction of multi-row INSERTs. The statements have
 // fixed row counts (256, 64, 16, 4 and 1), so a connection's statement cache
-// holds five of them whatever the batch size, and a batch of 1,000 calls
+// contains five of them whatever the batch size. A batch of 1,000 calls
 // takes at most 13 statements.
 #ifndef CRM_SERVICES_AUTH_API_CALL_STORE_H_
 #define CRM_SERVICES_AUTH_API_CALL_STORE_H_

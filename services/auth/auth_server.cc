@@ -327,7 +327,7 @@ grpc::Status TokenServiceImpl::CheckToken(grpc::ServerContext* context, const v1
   CallLog log("TokenService/CheckToken", *context);
   spdlog::trace("checking token {} for {}", TokenHint(request->token()), context->peer());
   // The peer is a CRM server that checks tokens for many clients, so only
-  // the token prefix is limited here; the CRM server limits per client.
+  // the token prefix is limited here. The CRM server limits per client.
   if (!request->token().empty() && !limiter_->Allow("", request->token())) {
     spdlog::debug("token lookup rejected: too many failed lookups for {}", TokenHint(request->token()));
     return log.Finish(InvalidAccessTokenError());

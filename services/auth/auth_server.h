@@ -15,7 +15,7 @@
 // reflection.
 //
 // Failed admin key and token lookups are rate limited (credential_limiter.h)
-// and all answer with one UNAUTHENTICATED message per credential kind.
+// and all fail with one UNAUTHENTICATED message per credential kind.
 //
 // WatchInvalidations runs on the callback API (invalidation_stream.h) while
 // the other methods stay synchronous. Each AuthServer tails the shared
@@ -93,7 +93,7 @@ class PrivateAppServiceImpl final : public v1::PrivateAppService::Service {
 
  private:
   // Returns the organization of the call's admin key, or the one
-  // UNAUTHENTICATED answer for every kind of bad key.
+  // UNAUTHENTICATED error that every kind of bad key gets.
   absl::StatusOr<AdminCaller> AuthenticateAdmin(const grpc::ServerContext& context);
 
   AuthStore* const store_;
@@ -193,7 +193,7 @@ class AuthServer {
   int internal_port() const { return internal_port_; }
   grpc::Server& server() { return *server_; }
 
-  // Lookups the credential limiter has refused, and credential lookups
+  // Lookups the credential limiter has rejected, and credential lookups
   // that reached the database, since start-up.
   int64_t refused_lookups() const { return limiter_.refused(); }
   int64_t credential_lookups() const { return store_.credential_lookups(); }
@@ -208,8 +208,8 @@ class AuthServer {
   absl::StatusOr<int> PurgeInvalidationLog() { return tailer_.PurgeNow(); }
 
   // Deletes the API call log rows older than the retention period now, in
-  // batches of 1,000, instead of at the next purge interval; returns how
-  // many it deleted.
+  // batches of 1,000, and returns how many it deleted. Tests call it instead
+  // of waiting for the purge interval.
   absl::StatusOr<int> PurgeApiCalls();
 
  private:

@@ -687,8 +687,8 @@ absl::StatusOr<TokenClaims> AuthStore::CheckToken(absl::string_view token) {
     // up to last_sequence and none after it.
     //
     // Rotated tokens keep their row with revoke_time set, so the statement
-    // finds them too; the message below is for the server's log only, since
-    // TokenServiceImpl answers every failed check with the same error.
+    // finds them too. The message below is for the server's log only,
+    // because TokenServiceImpl returns the same error for every failed check.
     Statement select = Prepare(connection,
                                "SELECT s.last_sequence, t.token_digest, a.organization_id, a.id, a.scope_bits, t.id,"
                                " TIMESTAMPDIFF(MICROSECOND, '1970-01-01', t.expire_time),"

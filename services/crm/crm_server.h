@@ -66,8 +66,7 @@ struct CrmServerOptions {
   // reports only on FlushTokenUsage() and at shutdown.
   absl::Duration token_usage_flush_interval = absl::Minutes(1);
   // Whether calls made with an app's token are recorded in the API call
-  // log (api_call_log.h); false only for benchmarks and installations
-  // that do not want the log.
+  // log (api_call_log.h). False for benchmarks, or where the log is not wanted.
   bool api_call_log_enabled = true;
   // How often recorded calls are sent to the auth service; zero or less
   // sends them only on FlushApiCalls() and at shutdown.
@@ -118,7 +117,7 @@ class CrmServer {
   grpc::Server& server() { return *server_; }
 
   // Tokens rejected by the format check, remote token checks started and
-  // checks the failed-lookup limiter refused, since start-up.
+  // checks the failed-lookup limiter rejected, since start-up.
   int64_t malformed_tokens() const { return service_->malformed_tokens(); }
   int64_t remote_token_checks() const { return remote_checker_->remote_checks(); }
   int64_t refused_token_checks() const { return limiter_->refused(); }

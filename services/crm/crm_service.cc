@@ -291,28 +291,31 @@ grpc::ServerUnaryReactor* CrmServiceImpl::Handle(const MethodSpec& spec, grpc::C
 void CrmServiceImpl::CheckToken(const std::shared_ptr<Call>& call, std::string token) {
   std::string peer = PeerAddress(call->context->peer());
   spdlog::trace("checking token {} for {} from {}", TokenHint(token), call->spec->path, peer);
-  // The checksum is public (common/token.h), so rejecting a bad one sooner
-  // than an unknown token tells the caller nothing it could not compute.
+
+  // The checksum algorithm is public (common/token.h), so a faster rejection
+  // of a bad checksum reveals nothing that the caller could not compute.
   if (!ValidateTokenFormat(TokenKind::kAppToken, token).ok()) {
     malformed_tokens_.fetch_add(1, std::memory_order_relaxed);
     limiter_->RecordFailure(peer, token);
     call->Finish(InvalidAccessTokenError());
     return;
   }
+
   // A cached valid token passes even from a limited peer, so clients that
   // share an address with a guesser keep working while the cache is current.
   if (std::optional<Claims> cached = token_checker_->CachedClaims(token)) {
     Authorize(call, *std::move(cached));
     return;
   }
-  // TODO: delay the responses to a limited peer, so a closed-loop guesser
-  // sends fewer calls; today each refused call still costs a full gRPC
-  // round trip and its log line.
+
+  // TODO: delay the responses to a limited peer, so that a closed-loop
+  // guesser sends fewer calls. Each rejected call costs a gRPC round trip.
   if (!limiter_->Allow(peer, token)) {
     spdlog::debug("token check rejected: too many failed checks from {} or for {}", peer, TokenHint(token));
     call->Finish(InvalidAccessTokenError());
     return;
   }
+
   token_checker_->Check(token, call->deadline, [this, call, peer, token](absl::StatusOr<Claims> claims) {
     if (absl::IsUnauthenticated(claims.status())) {
       limiter_->RecordFailure(peer, token);

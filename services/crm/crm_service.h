@@ -9,7 +9,7 @@
 // remote check or database query. A token not in the cache is checked
 // remotely only while the caller's peer address and the token's prefix are
 // under the failed-lookup limit (common/credential_limiter.h). Every failed
-// check answers with the same UNAUTHENTICATED message. A bad token is
+// check returns the same UNAUTHENTICATED message. A bad token is
 // rejected with UNAUTHENTICATED, and a client address outside the app's IP
 // allowlist or a missing scope with PERMISSION_DENIED, all before the
 // request is parsed. The database work then runs

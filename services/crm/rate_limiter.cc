@@ -16,8 +16,8 @@ namespace {
 // Above this many app states, states with nothing left in them are dropped.
 constexpr size_t kMaxAppStates = 10000;
 
-// Upper bound of the block an app asks for; the auth server's block size
-// (a twentieth of the smaller limit) is lower for any allowed limit.
+// Upper bound of the block requested for an app. The auth server's block
+// size, a twentieth of the smaller limit, is lower for any allowed limit.
 constexpr int64_t kMaxRequestedCalls = int64_t{1} << 30;
 
 struct PendingAcquire {

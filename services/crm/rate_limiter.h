@@ -2,12 +2,13 @@
 // blocks of calls per app from the auth server's shared counters
 // (TokenService.AcquireQuota) and admits calls from its block without a
 // round trip. It requests a new block when the block is used up or its
-// window has ended. Calls for the same app that arrive while a request is in flight
-// wait for that one request instead of sending their own. An app's first
-// block is one call; the next doubles while blocks are used up within
-// their window, up to the auth server's block size, and drops back to one
-// after a block expired unused, so a quiet app takes few calls it never
-// makes.
+// window has ended. Calls for the same app that arrive while a request is
+// in flight wait for that one request instead of sending their own.
+//
+// An app's first block is one call. The next block doubles while blocks are
+// used up within their window, up to the auth server's block size. After a
+// block expires unused, the size drops back to one, so a quiet app takes
+// few calls that it never makes.
 //
 // The shared counters never grant more than a limit, so every instance
 // together admits at most the limit per window and per day. A block that
@@ -87,7 +88,7 @@ class RateLimiter {
     absl::Time block_expire_time = absl::InfinitePast();
     bool request_in_flight = false;
     std::vector<Callback> waiting;
-    // Calls to ask for in the next request (the auth server caps it).
+    // Calls to request in the next block (the auth server caps it).
     int64_t next_block_calls = 1;
   };
 
