@@ -11,7 +11,7 @@
 #   random_tokens   random characters after "crmpat_", so the checksum fails
 #                   and the CRM server rejects them without a remote check
 #   unknown_tokens  never-issued tokens with a correct checksum, which reach
-#                   the failed-lookup limiter and, until it refuses them, the
+#                   the failed-lookup limiter and, until it rejects them, the
 #                   auth server
 # and two shapes: a burst of 10,000 guesses that starts 2 s into the valid
 # callers' measurement window, and a flood that lasts the whole window.
@@ -95,7 +95,7 @@ start_server() {
   log "$name did not start; see $state/$name.log"
   exit 1
 }
-# The highest limits, so that the rate limiter never refuses the load.
+# The highest limits, so that the rate limiter never rejects the load.
 start_server auth "$build/services/auth/auth_server" --port=0 --internal_port=0 \
   --default_burst_limit_per_10s=1000000 --default_daily_limit=1000000000
 auth_port=$server_port

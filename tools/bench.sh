@@ -278,7 +278,7 @@ insert_leads() {
 
 seed_start=$SECONDS
 if ((call_log_only)); then
-  # GetLead needs only the small organization; the rest stay empty.
+  # GetLead needs only the small organization, so the rest stay empty.
   mixed_organizations=0
   cache_organizations=0
   app_organizations=0

@@ -46,7 +46,7 @@ ABSL_FLAG(std::string, start, "",
 ABSL_FLAG(std::string, end, "", "export-api-calls: only calls received before this RFC 3339 time");
 ABSL_FLAG(std::string, auth_tls_ca_file, "",
           "export-api-calls: PEM CA bundle that the auth server's certificate must chain to; set, the call uses "
-          "TLS; empty uses plaintext, which a non-loopback --auth_target refuses unless "
+          "TLS; empty uses plaintext, which is rejected for a non-loopback --auth_target unless "
           "--allow_insecure_plaintext is set");
 ABSL_FLAG(std::string, auth_tls_server_name, "",
           "export-api-calls: name to verify the auth server's certificate against instead of the target's host");
@@ -91,7 +91,7 @@ Usage:
       peer_address. It pages through PrivateAppService.ListApiCalls of the
       auth server at --auth_target (default 127.0.0.1:50051) with the admin
       key in CRM_ADMIN_KEY (or --admin_key), so it needs no database or
-      key file, and sees only that key's organization. The filters are
+      key file, and reads only that key's organization. The filters are
       those of ListApiCalls; --end is exclusive. --auth_tls_ca_file turns
       on TLS (and --auth_tls_server_name overrides the name checked);
       plaintext goes only to a loopback target unless
@@ -181,7 +181,8 @@ std::string CsvField(absl::string_view value) {
   return quoted;
 }
 
-// Parses an RFC 3339 flag value into `out`; an empty value leaves it unset.
+// Parses RFC 3339 flag `value` into `out` and sets `*set`. An empty value
+// leaves `out` unset, and an invalid one returns false with the error in `problem`.
 bool ParseTimeFlag(absl::string_view name, const std::string& value, google::protobuf::Timestamp* out,
                    bool* set, std::string* problem) {
   *set = false;
@@ -227,7 +228,7 @@ int ExportApiCalls() {
   if (tls.ca_file.empty()) {
     absl::Status allowed = crm::CheckPlaintextAllowed(
         "export-api-calls without --auth_tls_ca_file", crm::IsLoopbackTarget(target), absl::GetFlag(FLAGS_allow_insecure_plaintext));
-    if (!allowed.ok()) return Failure("refusing to send the admin key in plaintext", allowed);
+    if (!allowed.ok()) return Failure("will not send the admin key in plaintext", allowed);
   }
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = crm::MakeChannelCredentials(tls);
   if (!credentials.ok()) return Failure("cannot set up TLS to the auth server", credentials.status());

@@ -8,8 +8,8 @@
 # Checks that a CRM call is authorized through the mutual TLS channel. The
 # internal port must reject a client without a certificate, with a
 # certificate from another CA and in plaintext. The public ports must serve
-# TLS and reject plaintext. Each server must refuse to start in plaintext on
-# a non-loopback address.
+# TLS and reject plaintext. Each server must exit at start-up in plaintext
+# on a non-loopback address.
 set -uo pipefail
 
 root=$1
@@ -26,22 +26,22 @@ fail() {
   failures=$((failures + 1))
 }
 
-# Plaintext on a non-loopback address is refused before anything listens.
+# Plaintext on a non-loopback address is rejected before anything listens.
 # 192.0.2.1 is a documentation address (RFC 5737), so nothing is bound even
-# if the check were missing; the message distinguishes the two cases.
-refusal=$("$build/services/auth/auth_server" --listen_host=192.0.2.1 --port=0 --internal_port=0 2>&1)
-[[ $refusal == *"plaintext on a non-loopback address"* ]] ||
-  fail "auth_server did not refuse plaintext on 192.0.2.1: $refusal"
-refusal=$("$build/services/auth/auth_server" --listen_host=192.0.2.1 --port=0 --internal_port=0 \
+# if the check were missing, and the message distinguishes the two cases.
+rejection=$("$build/services/auth/auth_server" --listen_host=192.0.2.1 --port=0 --internal_port=0 2>&1)
+[[ $rejection == *"plaintext on a non-loopback address"* ]] ||
+  fail "auth_server did not reject plaintext on 192.0.2.1: $rejection"
+rejection=$("$build/services/auth/auth_server" --listen_host=192.0.2.1 --port=0 --internal_port=0 \
   --tls_cert_file="$certs/server.pem" --tls_key_file="$certs/server.key" 2>&1)
-[[ $refusal == *"internal port without --tls_client_ca_file"* ]] ||
-  fail "auth_server did not refuse an internal port without client certificates on 192.0.2.1: $refusal"
-refusal=$("$build/services/crm/crm_server" --listen_host=192.0.2.1 --port=0 2>&1)
-[[ $refusal == *"plaintext on a non-loopback address"* ]] ||
-  fail "crm_server did not refuse plaintext on 192.0.2.1: $refusal"
-refusal=$("$build/services/crm/crm_server" --port=0 --auth_target=dns:///auth.example:50053 2>&1)
-[[ $refusal == *"channel to --auth_target"* ]] ||
-  fail "crm_server did not refuse a plaintext channel to a remote auth server: $refusal"
+[[ $rejection == *"internal port without --tls_client_ca_file"* ]] ||
+  fail "auth_server did not reject an internal port without client certificates on 192.0.2.1: $rejection"
+rejection=$("$build/services/crm/crm_server" --listen_host=192.0.2.1 --port=0 2>&1)
+[[ $rejection == *"plaintext on a non-loopback address"* ]] ||
+  fail "crm_server did not reject plaintext on 192.0.2.1: $rejection"
+rejection=$("$build/services/crm/crm_server" --port=0 --auth_target=dns:///auth.example:50053 2>&1)
+[[ $rejection == *"channel to --auth_target"* ]] ||
+  fail "crm_server did not reject a plaintext channel to a remote auth server: $rejection"
 
 # Both servers read these through their CRM_<FLAG> fallback: the same server
 # certificate on every listener, client certificates required on the

@@ -46,7 +46,7 @@ constexpr char kCreateLead[] = "/crm.data.v1.CrmService/CreateLead";
 constexpr char kListContacts[] = "/crm.data.v1.CrmService/ListContacts";
 constexpr char kGetTokenInfo[] = "/crm.data.v1.CrmService/GetTokenInfo";
 
-// The field of the one BadRequest violation of `status`, or "(none)".
+// Returns the field of the one BadRequest violation of `status`, or "(none)".
 std::string ViolationField(const grpc::Status& status) {
   google::rpc::Status details;
   if (!grpc::ExtractErrorDetails(status, &details).ok()) return "(none)";
@@ -148,7 +148,7 @@ class ApiCallLogTest : public ::testing::Test {
     return request;
   }
 
-  // Every call `request` matches, following next_page_token.
+  // Lists every call `request` matches, following next_page_token.
   std::vector<ApiCall> ListAll(ListApiCallsRequest request, int* pages = nullptr) {
     std::vector<ApiCall> calls;
     int page_count = 0;
@@ -627,8 +627,8 @@ std::vector<std::vector<std::string>> ParseCsv(const std::string& text, std::str
   return records;
 }
 
-// Runs crmctl with `arguments`, the admin key in CRM_ADMIN_KEY; returns its
-// stdout and sets its exit status.
+// Runs crmctl with `arguments` and the admin key in CRM_ADMIN_KEY. Returns
+// its stdout and sets `exit_status`.
 std::string RunCrmctl(const std::string& admin_key, const std::string& arguments, int* exit_status) {
   setenv("CRM_ADMIN_KEY", admin_key.c_str(), 1);
   std::string command = absl::StrCat(CRMCTL_BINARY, " ", arguments, " --log_level=warn");
@@ -710,8 +710,8 @@ TEST_F(ApiCallLogTest, CrmctlExportsCsv) {
   ASSERT_EQ("", error);
   EXPECT_EQ(4u, records.size()) << csv;
 
-  // Another organization's key sees no such app; a bad time is a usage
-  // error.
+  // Another organization's key finds no such app, and a bad time is a
+  // usage error.
   std::string other_key = stack_->NewOrganization("Other");
   RunCrmctl(other_key, absl::StrCat("export-api-calls --app_id=", app_id_, " ", target), &exit_status);
   EXPECT_EQ(1, exit_status);
@@ -720,7 +720,7 @@ TEST_F(ApiCallLogTest, CrmctlExportsCsv) {
   EXPECT_EQ(2, exit_status);
   EXPECT_EQ("", csv);
 
-  // The admin key goes in plaintext only to loopback; crmctl stops before
+  // The admin key goes in plaintext only to loopback, so crmctl stops before
   // connecting (192.0.2.1 is a documentation address).
   csv = RunCrmctl(admin_key_, absl::StrCat("export-api-calls --app_id=", app_id_, " --auth_target=192.0.2.1:50051"),
                   &exit_status);

@@ -1,5 +1,5 @@
-// Guessing credentials against real servers: every failed token check gives
-// the same answer, tokens with a bad checksum never reach the auth server or
+// Guessing credentials against real servers: every failed token check gets
+// the same response, tokens with a bad checksum never reach the auth server or
 // the database, and failed lookups are limited per client address and per
 // token prefix on the CRM server and per peer and key prefix for admin keys
 // on the auth server.
@@ -45,6 +45,10 @@ std::string UnknownTokenWithPrefixOf(const std::string& like) {
   };
   return GenerateToken(TokenKind::kAppToken, replay);
 }
+
+// Refill rate of the limiter buckets in these tests: slow enough that no
+// bucket refills while a test runs.
+constexpr double kNoRefillPerSecond = 0.001;
 
 grpc::Status ListLeads(TestStack& stack, const std::string& token) {
   crm::data::v1::ListLeadsRequest request;
@@ -134,7 +138,7 @@ TEST(BruteForce, BadChecksumBurstNeverReachesAuthOrDatabase) {
 TEST(BruteForce, PeerLimitStopsLookupsButNotCachedTokens) {
   StackOptions options;
   options.credential_limiter.peer_burst = 5;
-  options.credential_limiter.peer_refill_per_second = 0.001;
+  options.credential_limiter.peer_refill_per_second = kNoRefillPerSecond;
   absl::StatusOr<std::unique_ptr<TestStack>> stack = TestStack::Start(options);
   ASSERT_TRUE(stack.ok()) << stack.status();
   std::string admin_key = (*stack)->NewOrganization();
@@ -143,16 +147,18 @@ TEST(BruteForce, PeerLimitStopsLookupsButNotCachedTokens) {
   ASSERT_TRUE(ListLeads(**stack, cached).ok());
 
   int64_t remote_before = (*stack)->crm_server().remote_token_checks();
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(ListLeads(**stack, UnknownToken()).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(ListLeads(**stack, UnknownToken()).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
   EXPECT_EQ((*stack)->crm_server().remote_token_checks() - remote_before, 5);
 
   // The sixth unknown token, and even a valid one that is not cached, are
-  // refused without a remote check.
-  int64_t refused_before = (*stack)->crm_server().refused_token_checks();
+  // rejected without a remote check.
+  int64_t rejected_before = (*stack)->crm_server().refused_token_checks();
   EXPECT_EQ(ListLeads(**stack, UnknownToken()).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(ListLeads(**stack, uncached).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ((*stack)->crm_server().remote_token_checks() - remote_before, 5);
-  EXPECT_EQ((*stack)->crm_server().refused_token_checks() - refused_before, 2);
+  EXPECT_EQ((*stack)->crm_server().refused_token_checks() - rejected_before, 2);
 
   // A token already in the cache passes.
   EXPECT_TRUE(ListLeads(**stack, cached).ok());
@@ -161,7 +167,7 @@ TEST(BruteForce, PeerLimitStopsLookupsButNotCachedTokens) {
 TEST(BruteForce, PrefixLimitStopsGuessesOfOneToken) {
   StackOptions options;
   options.credential_limiter.prefix_burst = 3;
-  options.credential_limiter.prefix_refill_per_second = 0.001;
+  options.credential_limiter.prefix_refill_per_second = kNoRefillPerSecond;
   absl::StatusOr<std::unique_ptr<TestStack>> stack = TestStack::Start(options);
   ASSERT_TRUE(stack.ok()) << stack.status();
   (*stack)->NewOrganization();
@@ -187,7 +193,7 @@ TEST(BruteForce, PrefixLimitStopsGuessesOfOneToken) {
 TEST(BruteForce, AdminKeyLookupsAreLimitedPerPeer) {
   StackOptions options;
   options.credential_limiter.peer_burst = 3;
-  options.credential_limiter.peer_refill_per_second = 0.001;
+  options.credential_limiter.peer_refill_per_second = kNoRefillPerSecond;
   absl::StatusOr<std::unique_ptr<TestStack>> stack = TestStack::Start(options);
   ASSERT_TRUE(stack.ok()) << stack.status();
   std::string admin_key = (*stack)->NewOrganization();
@@ -202,9 +208,9 @@ TEST(BruteForce, AdminKeyLookupsAreLimitedPerPeer) {
   EXPECT_EQ((*stack)->auth_server().credential_lookups() - lookups_before, 3);
 
   crm::auth::v1::ListPrivateAppsResponse apps;
-  grpc::Status refused = (*stack)->apps().ListPrivateApps(WithBearer(admin_key).get(), {}, &apps);
-  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED) << "the peer is over its limit";
-  EXPECT_EQ((*stack)->auth_server().credential_lookups() - lookups_before, 3) << "a refused key reached the database";
+  grpc::Status rejected = (*stack)->apps().ListPrivateApps(WithBearer(admin_key).get(), {}, &apps);
+  EXPECT_EQ(rejected.error_code(), grpc::StatusCode::UNAUTHENTICATED) << "the peer is over its limit";
+  EXPECT_EQ((*stack)->auth_server().credential_lookups() - lookups_before, 3) << "a rejected key reached the database";
   EXPECT_GE((*stack)->auth_server().refused_lookups(), 1);
 }
 

@@ -117,9 +117,9 @@ TEST_F(ErrorDetailsTest, ScopeMissingListsOnlyTheMissingOnes) {
   EXPECT_EQ(Metadata(details, "required_scopes"), "LEAD:UPDATE,CONTACT:CREATE,ACCOUNT:CREATE,OPPORTUNITY:CREATE");
 }
 
-// Rotated, deleted, unknown and mistyped tokens get one answer, so a caller
-// cannot tell which of them a string it tries is.
-TEST_F(ErrorDetailsTest, RotatedDeletedUnknownAndMistypedTokensLookAlike) {
+// Rotated, deleted, unknown and mistyped tokens get one response, so a
+// caller cannot learn which kind of token it has tried.
+TEST_F(ErrorDetailsTest, InvalidTokensLookAlike) {
   auto app = stack_->NewApp(admin_key_, {MakeScope(MODULE_LEAD, ACTION_READ)});
   ASSERT_EQ(GetLead(app.access_token()).error_code(), grpc::StatusCode::NOT_FOUND);
 

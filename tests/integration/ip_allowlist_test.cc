@@ -28,7 +28,7 @@ using crm::auth::v1::ACTION_READ;
 using crm::auth::v1::MODULE_CONTACT;
 using crm::auth::v1::MODULE_LEAD;
 
-// What a client reads from a failed call's binary error details.
+// The fields a client reads from a failed call's binary error details.
 struct ErrorDetails {
   std::string reason;
   std::string domain;
@@ -58,7 +58,7 @@ std::vector<std::string> Strings(const google::protobuf::RepeatedPtrField<std::s
   return {values.begin(), values.end()};
 }
 
-// Whether this host can listen on the IPv6 loopback address.
+// Returns whether this host can listen on the IPv6 loopback address.
 bool Ipv6LoopbackAvailable() {
   int fd = socket(AF_INET6, SOCK_STREAM, 0);
   if (fd < 0) return false;
@@ -77,6 +77,17 @@ class IpAllowlistTest : public ::testing::Test {
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = *std::move(stack);
     admin_key_ = stack_->NewOrganization();
+  }
+
+  // Starts a stack whose CRM server takes the client address from
+  // X-Forwarded-For when the peer is in `trusted_proxy_cidrs`.
+  void StartBehindProxy(const std::vector<std::string>& trusted_proxy_cidrs) {
+    StackOptions options;
+    options.adjust_crm_options = [trusted_proxy_cidrs](crm::data::CrmServerOptions& crm_options) {
+      crm_options.client_ip_header = "x-forwarded-for";
+      crm_options.trusted_proxy_cidrs = trusted_proxy_cidrs;
+    };
+    StartStack(options);
   }
 
   grpc::Status CreateApp(const std::vector<std::string>& ip_allowlist, crm::auth::v1::CreatePrivateAppResponse* created) {
@@ -105,7 +116,7 @@ class IpAllowlistTest : public ::testing::Test {
     return stack_->apps().UpdatePrivateApp(WithBearer(admin_key_).get(), request, updated);
   }
 
-  // ListLeads on CRM server `server` with `token` and extra metadata.
+  // Calls ListLeads on CRM server `server` with `token` and extra metadata.
   grpc::Status ListLeads(const std::string& token, size_t server = 0,
                          const std::vector<std::pair<std::string, std::string>>& metadata = {}) {
     std::unique_ptr<grpc::ClientContext> context = WithBearer(token);
@@ -149,7 +160,8 @@ class IpAllowlistTest : public ::testing::Test {
     return {response.audit_events().begin(), response.audit_events().end()};
   }
 
-  // The reason stored with invalidation log entry `sequence`, or -1.
+  // Returns the reason stored with invalidation log entry `sequence`, or -1
+  // when the entry does not exist.
   int InvalidationReason(int64_t sequence) {
     int reason = -1;
     absl::Status status = stack_->auth_pool().Run("reading the invalidation log", [&](sql::Connection& connection) {
@@ -210,8 +222,8 @@ TEST_F(IpAllowlistTest, UpdateEnforcedOnEveryInstance) {
   crm::auth::v1::CreatePrivateAppResponse app = NewApp({"127.0.0.0/8"});
   const std::string& app_id = app.private_app().id();
 
-  // Warm both caches and check they answer, so the change below must drop
-  // cached checks rather than only steer live ones.
+  // Warm both caches and check that they serve hits, so the change below
+  // must drop cached results rather than only affect new checks.
   for (size_t server = 0; server < 2; ++server) {
     for (int i = 0; i < 5; ++i) ASSERT_TRUE(ListLeads(app.access_token(), server).ok()) << "server " << server;
     EXPECT_GT(stack_->ServerStatus(server).cache_hits(), 0) << "server " << server;
@@ -245,7 +257,7 @@ TEST_F(IpAllowlistTest, UpdateEnforcedOnEveryInstance) {
   ASSERT_TRUE(UpdateAllowlist(app_id, {}, &unchanged).ok());
   EXPECT_EQ(unchanged.invalidation_sequence(), 0);
 
-  // The audit log holds both changes with their lists, newest first.
+  // The audit log contains both changes with their lists, newest first.
   std::vector<crm::auth::v1::AuditEvent> changes;
   for (const crm::auth::v1::AuditEvent& event : AuditEvents(app_id)) {
     if (event.action() == crm::auth::v1::AUDIT_ACTION_IP_ALLOWLIST_CHANGED) changes.push_back(event);
@@ -347,23 +359,21 @@ TEST_F(IpAllowlistTest, Ipv6Loopback) {
 }
 
 TEST_F(IpAllowlistTest, ProxyHeaderHonouredFromTrustedPeer) {
-  StackOptions options;
-  options.adjust_crm_options = [](crm::data::CrmServerOptions& crm_options) {
-    crm_options.client_ip_header = "x-forwarded-for";
-    crm_options.trusted_proxy_cidrs = {"127.0.0.0/8"};
-  };
-  StartStack(options);
+  StartBehindProxy({"127.0.0.0/8"});
   crm::auth::v1::CreatePrivateAppResponse app = NewApp({"10.0.0.0/8"});
 
   grpc::Status forwarded = ListLeads(app.access_token(), 0, {{"x-forwarded-for", "10.1.2.3"}});
   EXPECT_TRUE(forwarded.ok()) << forwarded.error_message();
+
   // The right-most untrusted address counts: a forged address to its left
   // does not.
   forwarded = ListLeads(app.access_token(), 0, {{"x-forwarded-for", "192.0.2.1, 10.1.2.3"}});
   EXPECT_TRUE(forwarded.ok()) << forwarded.error_message();
   ExpectIpNotAllowed(ListLeads(app.access_token(), 0, {{"x-forwarded-for", "10.1.2.3, 192.0.2.1"}}), "192.0.2.1");
+
   // Without the header the trusted proxy itself is the client.
   ExpectIpNotAllowed(ListLeads(app.access_token()), "127.0.0.1");
+
   // A header the server cannot read fails closed.
   grpc::Status garbage = ListLeads(app.access_token(), 0, {{"x-forwarded-for", "not-an-address"}});
   EXPECT_EQ(garbage.error_code(), grpc::StatusCode::PERMISSION_DENIED);
@@ -371,12 +381,7 @@ TEST_F(IpAllowlistTest, ProxyHeaderHonouredFromTrustedPeer) {
 }
 
 TEST_F(IpAllowlistTest, ProxyHeaderIgnoredFromUntrustedPeer) {
-  StackOptions options;
-  options.adjust_crm_options = [](crm::data::CrmServerOptions& crm_options) {
-    crm_options.client_ip_header = "x-forwarded-for";
-    crm_options.trusted_proxy_cidrs = {"192.0.2.0/24"};
-  };
-  StartStack(options);
+  StartBehindProxy({"192.0.2.0/24"});
   crm::auth::v1::CreatePrivateAppResponse app = NewApp({"10.0.0.0/8"});
   ExpectIpNotAllowed(ListLeads(app.access_token(), 0, {{"x-forwarded-for", "10.1.2.3"}}), "127.0.0.1");
 
@@ -393,6 +398,7 @@ TEST(CrmServerStart, InvalidProxySettingsRejected) {
   }());
   ASSERT_TRUE(started.ok()) << started.status();
   std::unique_ptr<TestStack> stack = *std::move(started);
+
   struct Case {
     std::string header;
     std::vector<std::string> trusted;

@@ -1,7 +1,7 @@
 // Rate limits end to end: organization policies set through
 // PrivateAppService, CRM servers that take blocks of calls from the auth
 // server's shared counters, and the errors and usage figures that clients
-// see. Windows are real 10-second windows and UTC days, so no test asserts
+// receive. Windows are real 10-second windows and UTC days, so no test asserts
 // how calls fall into them: each bound is checked per window touched
 // (from the clock before and after the calls) and against the counter rows.
 #include <cppconn/connection.h>
@@ -158,10 +158,12 @@ TEST_F(RateLimitTest, BurstLimitRejectsWithRetryInfo) {
   EXPECT_GE(admitted, 5);
   EXPECT_LE(admitted, 5 * windows);
   EXPECT_EQ(admitted + rejected, 15);
-  if (windows == 1) EXPECT_EQ(admitted, 5);
+  if (windows == 1) {
+    EXPECT_EQ(admitted, 5);
+  }
 
-  // A block is one call at this limit, so the counters hold exactly the
-  // admitted calls, and no window holds more than the limit.
+  // A block is one call at this limit, so the counters contain exactly the
+  // admitted calls, and no window contains more than the limit.
   int64_t granted = 0;
   for (const auto& [window_start, used] : WindowCounters(app_id)) {
     EXPECT_LE(used, 5) << "window " << window_start;
@@ -189,18 +191,19 @@ TEST_F(RateLimitTest, OtherOrganizationUnaffected) {
     if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) ++limited_rejected;
   }
   EXPECT_GE(limited_rejected, 3);
+
   for (int i = 0; i < 20; ++i) {
     grpc::Status status = ListLeads(other_token);
     ASSERT_TRUE(status.ok()) << "call " << i << ": " << status.error_message();
   }
 
   crm::auth::v1::GetApiUsageResponse usage = Usage(other_key);
-  EXPECT_EQ(usage.daily_calls(), 20) << "the other organization's counters must hold only its own calls";
+  EXPECT_EQ(usage.daily_calls(), 20) << "the other organization's counters must count only its own calls";
   ASSERT_EQ(usage.apps_size(), 1);
   EXPECT_EQ(usage.apps(0).app_id(), other_app_id);
   EXPECT_EQ(usage.apps(0).daily_calls(), 20);
   EXPECT_EQ(Usage(limited_key).daily_calls(), limited_admitted)
-      << "the limited organization's counters must hold only its own admitted calls";
+      << "the limited organization's counters must count only its own admitted calls";
 }
 
 TEST_F(RateLimitTest, TwoInstancesNeverAdmitMoreThanLimit) {
@@ -208,7 +211,7 @@ TEST_F(RateLimitTest, TwoInstancesNeverAdmitMoreThanLimit) {
   std::string admin_key = stack_->NewOrganization();
   std::string app_id;
   std::string token = NewToken(admin_key, &app_id);
-  // 40 makes blocks of 2 calls, so both instances hold blocks at once.
+  // 40 makes blocks of 2 calls, so both instances have blocks at once.
   constexpr int kLimit = 40;
   constexpr int kCallsPerThread = 30;
   constexpr int kThreadsPerInstance = 4;
@@ -242,6 +245,7 @@ TEST_F(RateLimitTest, TwoInstancesNeverAdmitMoreThanLimit) {
   EXPECT_EQ(admitted + rejected, 2 * kThreadsPerInstance * kCallsPerThread);
   EXPECT_LE(admitted.load(), kLimit * windows) << "over " << windows << " window(s)";
   EXPECT_GT(rejected.load(), 0);
+
   int64_t granted = 0;
   for (const auto& [window_start, used] : WindowCounters(app_id)) {
     EXPECT_LE(used, kLimit) << "window " << window_start;
@@ -368,7 +372,9 @@ TEST_F(RateLimitTest, UsageMatchesCallsMade) {
   bool one_window = WindowsTouched(start, absl::Now()) == 1;
 
   EXPECT_EQ(usage.daily_limit(), 1000);
-  if (DaysTouched(start, absl::Now()) == 1) EXPECT_EQ(usage.daily_calls(), 10);
+  if (DaysTouched(start, absl::Now()) == 1) {
+    EXPECT_EQ(usage.daily_calls(), 10);
+  }
   ASSERT_EQ(usage.apps_size(), 2);
   EXPECT_EQ(usage.apps(0).app_id(), app_a);
   EXPECT_EQ(usage.apps(1).app_id(), app_b);

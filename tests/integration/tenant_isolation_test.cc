@@ -1,8 +1,8 @@
 // Tenant isolation (OWASP API1 broken object level authorization and API5
-// broken function level authorization): a caller of organization B with
+// broken function level authorization). A caller of organization B with
 // every scope aims each PrivateAppService and CrmService method at
-// organization A's ids and gets NOT_FOUND, or for a Create the record lands
-// in B only, and A's data reads back unchanged. An app token cannot call
+// organization A's ids and gets NOT_FOUND. For a Create, the record lands
+// in B only. A's data reads back unchanged. An app token cannot call
 // PrivateAppService and an admin key cannot call CrmService.
 //
 // The methods come from the service descriptors and each needs a row in the
@@ -34,8 +34,9 @@ using crm::data::StandardMethod;
 
 constexpr char kRequestId[] = "7f9c24e5-3b1a-4c8e-9d2f-0a6b5c4d3e21";
 
-// A record of each module in text format. {account}, {contact} and {lead}
-// stand for ids of that module; B's Create requests fill them with A's ids.
+// Returns a record of each module in text format. {account}, {contact} and
+// {lead} stand for ids of that module, and B's Create requests fill them
+// with A's ids.
 const std::map<crm::auth::v1::Module, std::string>& RecordTemplates() {
   static const auto* records = new std::map<crm::auth::v1::Module, std::string>{
       {crm::auth::v1::MODULE_LEAD, "last_name: 'Lovelace' email: 'ada@example.com'"},
@@ -59,16 +60,16 @@ enum class Expect {
   // A's ids and is not A's earlier create with the same request_id.
   kCreatedInCallerOnly,
   // Create with a reference to A's record: INVALID_ARGUMENT, the same
-  // answer as for an id that exists nowhere.
+  // response as for an id that exists nowhere.
   kForeignReferenceRejected,
-  // List: OK with none of A's records; A's page token is rejected.
+  // List: OK with none of A's records, and A's page token is rejected.
   kListsCallerOnly,
   // A method of the caller's own organization, which only the admin key
   // names (policy, audit events): whatever it returns, A's data stays.
   kOwnOrganizationOnly,
 };
 
-// One row per CrmService method.
+// Returns the expected response of each CrmService method, one row per method.
 const std::map<std::string, Expect>& CrmCases() {
   static const auto* cases = new std::map<std::string, Expect>{
       {"CreateLead", Expect::kCreatedInCallerOnly},
@@ -107,7 +108,8 @@ const std::map<std::string, Expect>& CrmCases() {
   return *cases;
 }
 
-// One row per PrivateAppService method.
+// Returns the expected response of each PrivateAppService method, one row
+// per method.
 const std::map<std::string, Expect>& PrivateAppCases() {
   static const auto* cases = new std::map<std::string, Expect>{
       {"CreatePrivateApp", Expect::kCreatedInCallerOnly},
@@ -195,7 +197,8 @@ class TenantIsolationTest : public ::testing::Test {
                                 {"{lead}", ids.at(crm::auth::v1::MODULE_LEAD)}});
   }
 
-  // Creates a record with `token` and returns it; `ids` supplies references.
+  // Creates a record with `token`, with references from `ids`, and returns
+  // the response.
   std::unique_ptr<Message> CreateRecord(const std::string& token, crm::auth::v1::Module module,
                                         const std::map<crm::auth::v1::Module, std::string>& ids,
                                         const std::string& request_id) {
@@ -210,8 +213,8 @@ class TenantIsolationTest : public ::testing::Test {
     return response;
   }
 
-  // Creates one record per module in organization A, references pointing at
-  // A's own records; each with the same request_id.
+  // Creates one record per module in organization A, with references to A's
+  // own records and the same request_id for every create.
   void SeedOrganizationA() {
     std::map<crm::auth::v1::Module, std::string> ids = {{crm::auth::v1::MODULE_ACCOUNT, ""},
                                                         {crm::auth::v1::MODULE_CONTACT, ""},
@@ -227,8 +230,8 @@ class TenantIsolationTest : public ::testing::Test {
     }
   }
 
-  // Every record of organization A, serialized, per List method; includes
-  // etags and update times, so any change shows.
+  // Returns every record of organization A, serialized, per List method. The
+  // records include etags and update times, so any change shows.
   std::map<std::string, std::vector<std::string>> SnapshotOrganizationA() {
     std::map<std::string, std::vector<std::string>> snapshot;
     for (const crm::data::MethodSpec& spec : specs_) {
@@ -248,7 +251,7 @@ class TenantIsolationTest : public ::testing::Test {
     return snapshot;
   }
 
-  // A page token of A's listing, for List calls from B.
+  // Returns a page token of A's listing, for List calls from B.
   std::string PageTokenOfA(const crm::data::MethodSpec& list) {
     std::unique_ptr<Message> request = NewMessage(list.method->input_type());
     request->GetReflection()->SetInt32(request.get(), request->GetDescriptor()->FindFieldByName("page_size"), 1);
@@ -273,7 +276,8 @@ class TenantIsolationTest : public ::testing::Test {
       case StandardMethod::kCreate: {
         Message* record = reflection->MutableMessage(request.get(), type->field(0));
         ASSERT_TRUE(google::protobuf::TextFormat::MergeFromString(FillTemplate(module, a_ids_), record));
-        // Output only, so ignored; still, the new record must not take it.
+        // The id is output only, so the server ignores it, but the new record
+        // must not take it.
         SetStringField(record, "id", a_ids_.at(module));
         SetStringField(request.get(), "request_id", kRequestId);
         break;

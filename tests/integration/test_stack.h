@@ -40,8 +40,8 @@ struct StackOptions {
   // fixture's server (CRM_TEST_DB_SOCKET). Fault tests that stop the
   // database start a server of their own.
   std::string db_socket;
-  // Rate limits of organizations whose policy sets none. The maximums, so
-  // that only tests that set a policy or lower these meet a limit.
+  // Rate limits of organizations whose policy sets none. They default to the
+  // maximums, so only tests that set a policy or lower these reach a limit.
   crm::auth::RateLimitDefaults rate_limit_defaults = {kMaxBurstLimitPer10s, kMaxDailyLimit};
   // Host the CRM servers listen on and the stubs connect to: "127.0.0.1",
   // or "[::1]" for IPv6 loopback.
@@ -100,12 +100,12 @@ class TestStack {
   MysqlOptions auth_database_options() const;
   MysqlOptions data_database_options() const;
 
-  // Returns the status of CRM server `index`; fails the test when it cannot
-  // be read.
+  // Returns the status of CRM server `index`, and fails the test when it
+  // cannot be read.
   crm::data::v1::GetServerStatusResponse ServerStatus(size_t index);
 
-  // Waits until every CRM server's invalidation stream is current; fails the
-  // test and returns false after `timeout`.
+  // Waits until every CRM server's invalidation stream is current. After
+  // `timeout` it fails the test and returns false.
   bool AwaitCurrent(absl::Duration timeout = absl::Seconds(10));
 
   // Returns the invalidation sequence CRM server `index` has applied, or -1

@@ -371,6 +371,7 @@ TEST(ApiCallRecorderConcurrency, FailedFlushesLoseNoCall) {
   ApiCallRecorder recorder(channel, absl::ZeroDuration());
   constexpr int kThreads = 8;
   constexpr int kCallsPerThread = 2000;
+
   std::atomic<bool> recording{true};
   std::thread flusher([&] {
     while (recording.load()) {
@@ -381,6 +382,7 @@ TEST(ApiCallRecorderConcurrency, FailedFlushesLoseNoCall) {
       }
     }
   });
+
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&recorder] {
@@ -398,6 +400,7 @@ TEST(ApiCallRecorderConcurrency, FailedFlushesLoseNoCall) {
   for (std::thread& thread : threads) thread.join();
   recording.store(false);
   flusher.join();
+
   EXPECT_EQ(absl::StatusCode::kUnavailable, recorder.Flush(absl::Milliseconds(50)).code());
   EXPECT_EQ(static_cast<size_t>(kThreads * kCallsPerThread), recorder.buffered());
   EXPECT_EQ(0, recorder.dropped());

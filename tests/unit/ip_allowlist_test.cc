@@ -101,7 +101,9 @@ TEST(CidrRange, MessageIsPrintableAscii) {
   absl::StatusOr<CidrRange> range = ParseCidrRange(input);
   ASSERT_FALSE(range.ok());
   for (char c : range.status().message()) {
-    EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "byte " << static_cast<int>(static_cast<unsigned char>(c));
+    int byte = static_cast<unsigned char>(c);
+    EXPECT_GE(byte, 0x20) << "byte " << byte;
+    EXPECT_LT(byte, 0x7f) << "byte " << byte;
   }
 }
 
@@ -222,8 +224,8 @@ TEST_F(ForwardedFor, TrustedPeerWithoutHeaderIsClient) { EXPECT_EQ(Resolve(proxy
 
 TEST_F(ForwardedFor, RightMostUntrustedAddressIsClient) {
   EXPECT_EQ(Resolve(proxy_, {"203.0.113.5"}), "203.0.113.5");
-  // The client forged the first element; the trusted proxy appended the
-  // address it saw.
+  // The client forged the first element, and the trusted proxy appended the
+  // address it received the call from.
   EXPECT_EQ(Resolve(proxy_, {"192.0.2.1, 203.0.113.5"}), "203.0.113.5");
   // Two trusted proxies in the chain.
   EXPECT_EQ(Resolve(proxy_, {"192.0.2.1, 203.0.113.5, 10.9.9.9"}), "203.0.113.5");

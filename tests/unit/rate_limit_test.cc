@@ -46,34 +46,29 @@ TEST(QuotaBlockSize, TwentiethOfSmallerLimitAtLeastOne) {
   EXPECT_EQ(QuotaBlockSize(1, 1), 1);
 }
 
-TEST(ComputeQuotaGrant, WholeBlockWhenRoomLeft) {
-  QuotaGrant grant = ComputeQuotaGrant(5, 10, 100, 1000, 250000);
-  EXPECT_EQ(grant.granted_calls, 5);
-  EXPECT_EQ(grant.limit_reached, QuotaLimitKind::kNone);
-}
-
-TEST(ComputeQuotaGrant, PartialBlockNearBurstLimit) {
-  QuotaGrant grant = ComputeQuotaGrant(5, 97, 100, 1000, 250000);
-  EXPECT_EQ(grant.granted_calls, 3);
-  EXPECT_EQ(grant.limit_reached, QuotaLimitKind::kBurst);
-}
-
-TEST(ComputeQuotaGrant, PartialBlockNearDailyLimit) {
-  QuotaGrant grant = ComputeQuotaGrant(5, 0, 100, 249998, 250000);
-  EXPECT_EQ(grant.granted_calls, 2);
-  EXPECT_EQ(grant.limit_reached, QuotaLimitKind::kDaily);
-}
-
-TEST(ComputeQuotaGrant, NothingAtBurstLimitNamesBurst) {
-  QuotaGrant grant = ComputeQuotaGrant(5, 100, 100, 1000, 250000);
-  EXPECT_EQ(grant.granted_calls, 0);
-  EXPECT_EQ(grant.limit_reached, QuotaLimitKind::kBurst);
-}
-
-TEST(ComputeQuotaGrant, LoweredLimitBelowUsageGrantsNothing) {
-  QuotaGrant grant = ComputeQuotaGrant(1, 50, 10, 500, 100);
-  EXPECT_EQ(grant.granted_calls, 0);
-  EXPECT_EQ(grant.limit_reached, QuotaLimitKind::kDaily);
+TEST(ComputeQuotaGrant, GrantsWhatBothLimitsLeave) {
+  struct Case {
+    const char* name;
+    int64_t block;
+    int64_t window_used;
+    int64_t burst_limit;
+    int64_t day_used;
+    int64_t daily_limit;
+    int64_t expected_calls;
+    QuotaLimitKind expected_limit;
+  };
+  const Case cases[] = {
+      {"whole block when room is left", 5, 10, 100, 1000, 250000, 5, QuotaLimitKind::kNone},
+      {"partial block near the burst limit", 5, 97, 100, 1000, 250000, 3, QuotaLimitKind::kBurst},
+      {"partial block near the daily limit", 5, 0, 100, 249998, 250000, 2, QuotaLimitKind::kDaily},
+      {"nothing at the burst limit names burst", 5, 100, 100, 1000, 250000, 0, QuotaLimitKind::kBurst},
+      {"lowered limit below usage grants nothing", 1, 50, 10, 500, 100, 0, QuotaLimitKind::kDaily},
+  };
+  for (const Case& c : cases) {
+    QuotaGrant grant = ComputeQuotaGrant(c.block, c.window_used, c.burst_limit, c.day_used, c.daily_limit);
+    EXPECT_EQ(grant.granted_calls, c.expected_calls) << c.name;
+    EXPECT_EQ(grant.limit_reached, c.expected_limit) << c.name;
+  }
 }
 
 // A quota source whose requests the test completes by hand.
@@ -84,7 +79,7 @@ class FakeQuotaSource : public QuotaSource {
   }
 
   // Completes the oldest open request with `block`.
-  void Answer(absl::StatusOr<QuotaBlock> block) {
+  void Complete(absl::StatusOr<QuotaBlock> block) {
     ASSERT_FALSE(requests.empty());
     Pending pending = std::move(requests.front());
     requests.erase(requests.begin());
@@ -115,7 +110,7 @@ QuotaBlock Block(int64_t granted, QuotaLimitKind limit_reached = QuotaLimitKind:
 struct Outcomes {
   std::vector<absl::Status> statuses;
   RateLimiter::Callback Add() {
-    statuses.emplace_back(absl::UnknownError("not answered"));
+    statuses.emplace_back(absl::UnknownError("not completed"));
     size_t index = statuses.size() - 1;
     return [this, index](absl::Status status) { statuses[index] = std::move(status); };
   }
@@ -135,7 +130,7 @@ TEST_F(RateLimiterTest, ConcurrentCallsShareOneRequest) {
   EXPECT_EQ(source_.requests[0].organization_id, 7u);
   EXPECT_EQ(source_.requests[0].app_id, 42u);
 
-  source_.Answer(Block(5));
+  source_.Complete(Block(5));
   for (const absl::Status& status : outcomes_.statuses) EXPECT_TRUE(status.ok()) << status;
 
   // Two calls of the block are left: no request for them.
@@ -155,31 +150,31 @@ TEST_F(RateLimiterTest, BlockSizeGrowsAndResets) {
   limiter_.Admit(7, 42, outcomes_.Add());
   ASSERT_EQ(source_.requests.size(), 1u);
   EXPECT_EQ(source_.requests[0].max_calls, 1);
-  source_.Answer(Block(1));
+  source_.Complete(Block(1));
 
   // Used up within its window: the next request is for twice as many.
   limiter_.Admit(7, 42, outcomes_.Add());
   ASSERT_EQ(source_.requests.size(), 1u);
   EXPECT_EQ(source_.requests[0].max_calls, 2);
-  source_.Answer(Block(2));
+  source_.Complete(Block(2));
   limiter_.Admit(7, 42, outcomes_.Add());
   limiter_.Admit(7, 42, outcomes_.Add());
   ASSERT_EQ(source_.requests.size(), 1u);
   EXPECT_EQ(source_.requests[0].max_calls, 4);
-  source_.Answer(Block(4));
+  source_.Complete(Block(4));
 
   // The block of 4 expires with 3 calls unused: back to 1.
   now_ += absl::Seconds(5);
   limiter_.Admit(7, 42, outcomes_.Add());
   ASSERT_EQ(source_.requests.size(), 1u);
   EXPECT_EQ(source_.requests[0].max_calls, 1);
-  source_.Answer(Block(1));
+  source_.Complete(Block(1));
   for (const absl::Status& status : outcomes_.statuses) EXPECT_TRUE(status.ok()) << status;
 }
 
 TEST_F(RateLimiterTest, BlockExpiresWithItsWindow) {
   limiter_.Admit(7, 42, outcomes_.Add());
-  source_.Answer(Block(5));
+  source_.Complete(Block(5));
   now_ += absl::Seconds(4);  // window_remaining of the block
   limiter_.Admit(7, 42, outcomes_.Add());
   EXPECT_EQ(source_.requests.size(), 1u) << "a block must not be used after its window";
@@ -188,17 +183,17 @@ TEST_F(RateLimiterTest, BlockExpiresWithItsWindow) {
 
 TEST_F(RateLimiterTest, MoreWaitingCallsThanBlockAskAgain) {
   for (int i = 0; i < 4; ++i) limiter_.Admit(7, 42, outcomes_.Add());
-  source_.Answer(Block(3));
+  source_.Complete(Block(3));
   EXPECT_TRUE(outcomes_.statuses[2].ok());
   EXPECT_EQ(outcomes_.statuses[3].code(), absl::StatusCode::kUnknown);
   ASSERT_EQ(source_.requests.size(), 1u);
-  source_.Answer(Block(3));
+  source_.Complete(Block(3));
   EXPECT_TRUE(outcomes_.statuses[3].ok());
 }
 
 TEST_F(RateLimiterTest, CallsBeyondBurstLimitRejectedWithRetryInfo) {
   for (int i = 0; i < 3; ++i) limiter_.Admit(7, 42, outcomes_.Add());
-  source_.Answer(Block(1, QuotaLimitKind::kBurst));
+  source_.Complete(Block(1, QuotaLimitKind::kBurst));
   EXPECT_TRUE(outcomes_.statuses[0].ok());
   for (int i = 1; i < 3; ++i) {
     const absl::Status& status = outcomes_.statuses[i];
@@ -218,7 +213,7 @@ TEST_F(RateLimiterTest, CallsBeyondBurstLimitRejectedWithRetryInfo) {
 
 TEST_F(RateLimiterTest, DailyLimitRetriesAtMidnight) {
   limiter_.Admit(7, 42, outcomes_.Add());
-  source_.Answer(Block(0, QuotaLimitKind::kDaily));
+  source_.Complete(Block(0, QuotaLimitKind::kDaily));
   const absl::Status& status = outcomes_.statuses[0];
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(GetErrorReason(status), "DAILY_LIMIT_EXCEEDED");
@@ -234,18 +229,18 @@ TEST_F(RateLimiterTest, DailyLimitRetriesAtMidnight) {
 
 TEST_F(RateLimiterTest, RejectionIsNotCached) {
   limiter_.Admit(7, 42, outcomes_.Add());
-  source_.Answer(Block(0, QuotaLimitKind::kBurst));
+  source_.Complete(Block(0, QuotaLimitKind::kBurst));
   // A raised limit must apply to the next call, so it sends a request.
   limiter_.Admit(7, 42, outcomes_.Add());
   ASSERT_EQ(source_.requests.size(), 1u);
-  source_.Answer(Block(5));
+  source_.Complete(Block(5));
   EXPECT_TRUE(outcomes_.statuses[1].ok());
 }
 
 TEST_F(RateLimiterTest, UnreachableSourceFailsClosed) {
   limiter_.Admit(7, 42, outcomes_.Add());
   limiter_.Admit(7, 42, outcomes_.Add());
-  source_.Answer(WithErrorInfo(absl::UnavailableError("down"), ErrorReason::kAuthUnavailable));
+  source_.Complete(WithErrorInfo(absl::UnavailableError("down"), ErrorReason::kAuthUnavailable));
   for (const absl::Status& status : outcomes_.statuses) {
     EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
     EXPECT_EQ(GetErrorReason(status), "AUTH_UNAVAILABLE");
@@ -257,8 +252,8 @@ TEST_F(RateLimiterTest, AppsHaveSeparateBlocks) {
   limiter_.Admit(7, 43, outcomes_.Add());
   ASSERT_EQ(source_.requests.size(), 2u);
   EXPECT_EQ(source_.requests[1].app_id, 43u);
-  source_.Answer(Block(0, QuotaLimitKind::kBurst));
-  source_.Answer(Block(5));
+  source_.Complete(Block(0, QuotaLimitKind::kBurst));
+  source_.Complete(Block(5));
   EXPECT_EQ(outcomes_.statuses[0].code(), absl::StatusCode::kResourceExhausted);
   EXPECT_TRUE(outcomes_.statuses[1].ok());
 }

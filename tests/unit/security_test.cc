@@ -1,5 +1,7 @@
 // Unit tests of the failed-lookup limiter, peer address parsing and the
 // loopback rules that decide where plaintext is accepted.
+#include <string>
+
 #include "absl/strings/str_cat.h"
 #include "common/credential_limiter.h"
 #include "common/tls.h"
@@ -15,6 +17,10 @@ constexpr char kOtherPrefix[] = "crmpat_BBBBBBBBbbbbbbbbbbbbbbbbbbbbbbbbcccccc";
 struct FakeClock {
   absl::Time now = absl::FromUnixSeconds(1000000);
 };
+
+// Returns a token whose limiter prefix differs for each `index`, so every
+// failure with it lands in a new prefix bucket and only the peer bucket fills.
+std::string TokenWithPrefix(int index) { return absl::StrCat("crmpat_", index, "AAAAAAA"); }
 
 CredentialLimiterOptions Options(FakeClock* clock) {
   CredentialLimiterOptions options;
@@ -42,8 +48,9 @@ TEST(CredentialLimiter, RefusesPeerAfterBurst) {
 TEST(CredentialLimiter, RefillsOverTime) {
   FakeClock clock;
   CredentialLimiter limiter(Options(&clock));
-  for (int i = 0; i < 3; ++i) limiter.RecordFailure("10.0.0.1", absl::StrCat("crmpat_", i, "AAAAAAA"));
+  for (int i = 0; i < 3; ++i) limiter.RecordFailure("10.0.0.1", TokenWithPrefix(i));
   EXPECT_FALSE(limiter.Allow("10.0.0.1", "crmpat_XXXXXXXX"));
+
   clock.now += absl::Milliseconds(999);
   EXPECT_FALSE(limiter.Allow("10.0.0.1", "crmpat_XXXXXXXX"));
   clock.now += absl::Milliseconds(1);
@@ -54,9 +61,11 @@ TEST(CredentialLimiter, ConcurrentFailuresCountAsDebt) {
   FakeClock clock;
   CredentialLimiter limiter(Options(&clock));
   // Five lookups allowed at once, as concurrent calls are, then all fail.
-  for (int i = 0; i < 5; ++i) EXPECT_TRUE(limiter.Allow("10.0.0.1", absl::StrCat("crmpat_", i, "AAAAAAA")));
-  for (int i = 0; i < 5; ++i) limiter.RecordFailure("10.0.0.1", absl::StrCat("crmpat_", i, "AAAAAAA"));
-  // 3 - 5 = -2 units; one unit is back after 3 s at 1 unit per second.
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(limiter.Allow("10.0.0.1", TokenWithPrefix(i)));
+  for (int i = 0; i < 5; ++i) limiter.RecordFailure("10.0.0.1", TokenWithPrefix(i));
+
+  // The peer bucket is at 3 - 5 = -2 units, so at 1 unit per second it has
+  // one unit again after 3 s.
   clock.now += absl::Milliseconds(2900);
   EXPECT_FALSE(limiter.Allow("10.0.0.1", "crmpat_XXXXXXXX"));
   clock.now += absl::Milliseconds(100);
@@ -75,7 +84,7 @@ TEST(CredentialLimiter, LimitsPrefixAcrossPeers) {
 TEST(CredentialLimiter, EmptyPeerChecksPrefixOnly) {
   FakeClock clock;
   CredentialLimiter limiter(Options(&clock));
-  for (int i = 0; i < 10; ++i) limiter.RecordFailure("", absl::StrCat("crmpat_", i, "AAAAAAA"));
+  for (int i = 0; i < 10; ++i) limiter.RecordFailure("", TokenWithPrefix(i));
   EXPECT_TRUE(limiter.Allow("", kToken));
   limiter.RecordFailure("", kToken);
   limiter.RecordFailure("", kToken);
@@ -138,9 +147,9 @@ TEST(Tls, LoopbackTargets) {
 TEST(Tls, PlaintextOnlyOnLoopbackUnlessAllowed) {
   EXPECT_TRUE(CheckPlaintextAllowed("server", true, false).ok());
   EXPECT_TRUE(CheckPlaintextAllowed("server", false, true).ok());
-  absl::Status refused = CheckPlaintextAllowed("server", false, false);
-  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(refused.message().find("--allow_insecure_plaintext"), absl::string_view::npos) << refused;
+  absl::Status rejected = CheckPlaintextAllowed("server", false, false);
+  EXPECT_EQ(rejected.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(rejected.message().find("--allow_insecure_plaintext"), absl::string_view::npos) << rejected;
 }
 
 TEST(Tls, IncompleteFilesAreRejected) {
@@ -149,13 +158,16 @@ TEST(Tls, IncompleteFilesAreRejected) {
   EXPECT_EQ(MakeServerCredentials(server).status().code(), absl::StatusCode::kInvalidArgument);
   server.key_file = "/nonexistent/key.pem";
   EXPECT_EQ(MakeServerCredentials(server).status().code(), absl::StatusCode::kNotFound);
+
   TlsServerFiles client_ca_only;
   client_ca_only.client_ca_file = "/nonexistent/ca.pem";
   EXPECT_EQ(MakeServerCredentials(client_ca_only).status().code(), absl::StatusCode::kInvalidArgument);
+
   TlsChannelFiles channel;
   channel.cert_file = "/nonexistent/client.pem";
   channel.key_file = "/nonexistent/client.key";
   EXPECT_EQ(MakeChannelCredentials(channel).status().code(), absl::StatusCode::kInvalidArgument);
+
   EXPECT_TRUE(MakeServerCredentials({}).ok());
   EXPECT_TRUE(MakeChannelCredentials({}).ok());
 }

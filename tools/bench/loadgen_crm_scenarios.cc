@@ -235,8 +235,8 @@ class WarmTokensScenario : public CrmScenario {
 // the checksum fails (all but about 1 in 62^6 of them) and the CRM server
 // rejects the token itself. unknown_tokens appends the correct checksum, so
 // the token passes the format check and meets the failed-lookup limiter and
-// the auth server. The expected answer, UNAUTHENTICATED, is reported as OK;
-// a guessed token that is accepted is reported as UNKNOWN.
+// the auth server. The expected status, UNAUTHENTICATED, is reported as OK,
+// and a guessed token that is accepted is reported as UNKNOWN.
 class GuessedTokenScenario : public Scenario {
  public:
   GuessedTokenScenario(ScenarioConfig config, bool valid_checksum)
