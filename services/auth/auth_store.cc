@@ -1031,6 +1031,16 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const A
         // another order are a change too: the order is shown back.
         bool scopes_changed = set_scopes && row->scopes != scopes;
         bool expiry_changed = set_expire_time && row->token_expire_micros != expire_micros;
+        // An expired token stays expired, because a later or removed expiry
+        // would bring back a credential that callers and the audit log treat
+        // as ended.
+        if (expiry_changed && row->token_expire_micros.has_value() && *row->token_expire_micros <= now_micros) {
+          using google::protobuf::util::TimeUtil;
+          return absl::FailedPreconditionError(
+              absl::StrCat("the access token of private app ", *app_id, " expired at ",
+                           TimeUtil::ToString(TimeUtil::MicrosecondsToTimestamp(*row->token_expire_micros)),
+                           " and cannot be extended; rotate the token to issue a new one"));
+        }
         bool ip_allowlist_changed = set_ip_allowlist && row->ip_allowlist != ip_allowlist;
         std::vector<std::string> changed_fields;
         if (set_display_name && row->display_name != input.display_name()) {

@@ -262,16 +262,22 @@ TEST_F(TokenLifecycleTest, TokenExpiryShownAndEnforced) {
   absl::SleepFor(expiry - absl::Now() + absl::Milliseconds(50));
   ExpectOnBothServers(created.access_token(), grpc::StatusCode::UNAUTHENTICATED, "expired token");
 
-  // A later expiry set through UpdatePrivateApp is enforced from its
-  // invalidation entry on; an unset one removes the expiry.
+  // An expiry set through UpdatePrivateApp applies from its invalidation
+  // entry on. Clearing it removes the expiry while the token is valid.
   auto app = stack_->NewApp(admin_key_, {MakeScope(MODULE_LEAD, ACTION_READ)});
   WarmCaches(app.access_token());
   crm::auth::v1::UpdatePrivateAppRequest update;
   update.mutable_private_app()->set_id(app.private_app().id());
-  absl::Time soon = MicrosFromNow(absl::Seconds(1));
-  *update.mutable_private_app()->mutable_token_expire_time() = ToTimestamp(soon);
+  *update.mutable_private_app()->mutable_token_expire_time() = ToTimestamp(MicrosFromNow(absl::Hours(1)));
   update.mutable_update_mask()->add_paths("token_expire_time");
   crm::auth::v1::UpdatePrivateAppResponse updated;
+  ASSERT_TRUE(stack_->apps().UpdatePrivateApp(WithBearer(admin_key_).get(), update, &updated).ok());
+  update.mutable_private_app()->clear_token_expire_time();
+  ASSERT_TRUE(stack_->apps().UpdatePrivateApp(WithBearer(admin_key_).get(), update, &updated).ok());
+  EXPECT_FALSE(updated.private_app().has_token_expire_time());
+
+  absl::Time soon = MicrosFromNow(absl::Seconds(1));
+  *update.mutable_private_app()->mutable_token_expire_time() = ToTimestamp(soon);
   ASSERT_TRUE(stack_->apps().UpdatePrivateApp(WithBearer(admin_key_).get(), update, &updated).ok());
   ASSERT_GT(updated.invalidation_sequence(), 0);
   EXPECT_EQ(ToTime(updated.private_app().token_expire_time()), soon);
@@ -280,13 +286,19 @@ TEST_F(TokenLifecycleTest, TokenExpiryShownAndEnforced) {
   absl::SleepFor(soon - absl::Now() + absl::Milliseconds(50));
   ExpectOnBothServers(app.access_token(), grpc::StatusCode::UNAUTHENTICATED, "token past its updated expiry");
 
+  // An expired token stays expired. Neither a later expiry nor a cleared one
+  // brings it back, and the app still shows when it expired.
+  *update.mutable_private_app()->mutable_token_expire_time() = ToTimestamp(MicrosFromNow(absl::Hours(1)));
+  grpc::Status extended = stack_->apps().UpdatePrivateApp(WithBearer(admin_key_).get(), update, &updated);
+  EXPECT_EQ(extended.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << extended.error_message();
+  EXPECT_NE(extended.error_message().find("rotate the token"), std::string::npos) << extended.error_message();
   update.mutable_private_app()->clear_token_expire_time();
-  ASSERT_TRUE(stack_->apps().UpdatePrivateApp(WithBearer(admin_key_).get(), update, &updated).ok());
-  EXPECT_FALSE(updated.private_app().has_token_expire_time());
-  stack_->AwaitApplied(updated.invalidation_sequence());
-  ExpectOnBothServers(app.access_token(), grpc::StatusCode::OK, "token without expiry");
+  EXPECT_EQ(stack_->apps().UpdatePrivateApp(WithBearer(admin_key_).get(), update, &updated).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(ToTime(GetApp(app.private_app().id()).token_expire_time()), soon);
+  ExpectOnBothServers(app.access_token(), grpc::StatusCode::UNAUTHENTICATED, "expired token after rejected edits");
 
-  // A rotation gives the new token the requested expiry.
+  // A rotation replaces it, and the new token has the requested expiry.
   crm::auth::v1::RotateAccessTokenRequest rotate;
   rotate.set_id(app.private_app().id());
   absl::Time later = MicrosFromNow(absl::Hours(24));
@@ -294,6 +306,8 @@ TEST_F(TokenLifecycleTest, TokenExpiryShownAndEnforced) {
   crm::auth::v1::RotateAccessTokenResponse rotated;
   ASSERT_TRUE(stack_->apps().RotateAccessToken(WithBearer(admin_key_).get(), rotate, &rotated).ok());
   EXPECT_EQ(ToTime(rotated.private_app().token_expire_time()), later);
+  stack_->AwaitApplied(rotated.invalidation_sequence());
+  ExpectOnBothServers(rotated.access_token(), grpc::StatusCode::OK, "rotated token");
 }
 
 TEST_F(TokenLifecycleTest, TokenInfoNeedsNoScope) {
