@@ -7,12 +7,23 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "common/server_setup.h"
 
 namespace crm::data {
+namespace {
+
+// Request ids per purge statement, so each DELETE holds its locks briefly.
+constexpr int kCreateRequestPurgeBatchRows = 1000;
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptions& options, MysqlPool* pool) {
   if (options.page_token_key.empty()) return absl::InvalidArgumentError("page_token_key is required");
+  if (options.create_request_retention <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("create_request_retention must be positive, got ",
+                                                   absl::FormatDuration(options.create_request_retention)));
+  }
   ClientAddressPolicy client_address;
   if (absl::Status valid = ValidateClientIpHeader(options.client_ip_header); !valid.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("client_ip_header ", valid.message()));
@@ -37,6 +48,13 @@ absl::StatusOr<std::unique_ptr<CrmServer>> CrmServer::Start(const CrmServerOptio
       channel_arguments);
 
   server->store_ = std::make_unique<RecordStore>(pool, PageTokenCodec(options.page_token_key));
+  server->create_request_retention_ = options.create_request_retention;
+  server->create_request_purge_ =
+      std::make_unique<PeriodicTask>(options.create_request_purge_interval, [server = server.get()] {
+        absl::StatusOr<int> purged = server->PurgeCreateRequests();
+        if (!purged.ok()) spdlog::warn("request id purge failed; retrying later: {}", purged.status().message());
+      });
+  server->create_request_purge_->Start();
   server->remote_checker_ = std::make_unique<RemoteTokenChecker>(auth_channel, options.token_check_timeout);
   server->limiter_ = std::make_unique<CredentialLimiter>(options.credential_limiter);
   TokenChecker* checker = server->remote_checker_.get();
@@ -166,11 +184,28 @@ void CrmServer::AddMetrics(const CrmServerOptions& options, MysqlPool* pool) {
   });
 }
 
+absl::StatusOr<int> CrmServer::PurgeCreateRequests() {
+  absl::MutexLock lock(&create_request_purge_mu_);
+  int total = 0;
+  while (true) {
+    absl::StatusOr<int> deleted =
+        store_->PurgeCreateRequests(create_request_retention_, kCreateRequestPurgeBatchRows);
+    if (!deleted.ok()) return deleted.status();
+    total += *deleted;
+    if (*deleted < kCreateRequestPurgeBatchRows) break;
+  }
+  if (total > 0) {
+    spdlog::info("purged {} request ids older than {}", total, absl::FormatDuration(create_request_retention_));
+  }
+  return total;
+}
+
 CrmServer::~CrmServer() { Shutdown(absl::ZeroDuration()); }
 
 void CrmServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
+  create_request_purge_.reset();
   // The metrics read the workers and the watcher, which go below.
   metrics_http_.reset();
   health_monitor_.reset();  // So that it cannot report SERVING again.

@@ -15,6 +15,7 @@
 #include "common/health_monitor.h"
 #include "common/metrics.h"
 #include "common/mysql_pool.h"
+#include "common/periodic_task.h"
 #include "common/worker_pool.h"
 #include "crm/data/v1/status.grpc.pb.h"
 #include "services/crm/api_call_log.h"
@@ -87,6 +88,12 @@ struct CrmServerOptions {
   bool rate_limits_enabled = true;
   // Cap on one AcquireQuota request to the auth server.
   absl::Duration quota_request_timeout = absl::Seconds(2);
+  // How long a create's request_id is kept, so that a retry within this
+  // time returns the first record; must be positive.
+  absl::Duration create_request_retention = absl::Hours(24);
+  // Time between purges of older request ids; zero or less purges only on
+  // PurgeCreateRequests().
+  absl::Duration create_request_purge_interval = absl::Minutes(1);
 };
 
 // Serves crm.data.v1.CrmStatusService from the cache and watcher state.
@@ -133,6 +140,10 @@ class CrmServer {
   // they have already been sent.
   absl::Status FlushApiCalls() { return call_log_ == nullptr ? absl::OkStatus() : call_log_->Flush(); }
 
+  // Deletes the request ids older than create_request_retention now, in
+  // batches, and returns how many it deleted.
+  absl::StatusOr<int> PurgeCreateRequests();
+
  private:
   CrmServer() = default;
 
@@ -155,6 +166,9 @@ class CrmServer {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<HealthMonitor> health_monitor_;
   std::unique_ptr<MetricsHttpServer> metrics_http_;
+  absl::Duration create_request_retention_;
+  absl::Mutex create_request_purge_mu_;
+  std::unique_ptr<PeriodicTask> create_request_purge_;
   int port_ = 0;
   bool shut_down_ = false;
 

@@ -60,6 +60,9 @@ ABSL_FLAG(int, token_usage_flush_interval_seconds, 60,
 ABSL_FLAG(bool, api_call_log, true,
           "Record every call made with an app's token in the API call log (PrivateAppService.ListApiCalls); "
           "false records nothing");
+ABSL_FLAG(int, create_request_retention_hours, 24,
+          "Hours a create's request_id is kept, so that a retry within that time returns the first record; "
+          "older ids are purged every minute");
 ABSL_FLAG(int, invalidation_heartbeat_timeout_ms, 3000,
           "Milliseconds without a message on the invalidation stream after which the cache is not used");
 ABSL_FLAG(int, metrics_port, -1,
@@ -96,7 +99,8 @@ int main(int argc, char** argv) {
                             {"invalidation_heartbeat_timeout_ms", 100, 600000},
                             {"max_call_seconds", 1, 86400},
                             {"max_receive_message_bytes", 1024, 1073741824},
-                            {"token_usage_flush_interval_seconds", 0, 86400}},
+                            {"token_usage_flush_interval_seconds", 0, 86400},
+                            {"create_request_retention_hours", 1, 8760}},
                            {"listen_host", "auth_target", "db_user"});
   std::string client_ip_header = absl::GetFlag(FLAGS_client_ip_header);
   std::vector<std::string> trusted_proxy_cidrs =
@@ -170,6 +174,7 @@ int main(int argc, char** argv) {
   options.token_cache.max_age = absl::Seconds(absl::GetFlag(FLAGS_token_cache_max_age_seconds));
   options.token_usage_flush_interval = absl::Seconds(absl::GetFlag(FLAGS_token_usage_flush_interval_seconds));
   options.api_call_log_enabled = absl::GetFlag(FLAGS_api_call_log);
+  options.create_request_retention = absl::Hours(absl::GetFlag(FLAGS_create_request_retention_hours));
   options.invalidation_watcher.heartbeat_timeout =
       absl::Milliseconds(absl::GetFlag(FLAGS_invalidation_heartbeat_timeout_ms));
   options.client_ip_header = client_ip_header;

@@ -266,7 +266,6 @@ absl::Status RecordStore::Create(const ModuleSchema& schema, uint64_t organizati
     if (!canonical_request_id.empty()) {
       // Claims the request id. A concurrent create with the same id blocks
       // here until this transaction ends, and then finds the record id.
-      // TODO: prune old create_requests rows; nothing deletes them yet.
       sql::PreparedStatement& claim = PrepareCached(connection,
           "INSERT INTO create_requests (organization_id, module, request_id, record_id, create_time) "
           "VALUES (?, ?, ?, 0, ?) ON DUPLICATE KEY UPDATE record_id = record_id");
@@ -532,6 +531,25 @@ absl::Status RecordStore::ConvertLead(uint64_t organization_id, const crm::data:
     lead.set_converted_contact_id(contact.id());
     return WriteRecord(connection, leads, organization_id, now, &lead);
   });
+}
+
+absl::StatusOr<int> RecordStore::PurgeCreateRequests(absl::Duration retention, int max_rows) {
+  std::string cutoff = FormatSqlTime(Now() - retention);
+  int deleted = 0;
+  absl::Status status = pool_->Run("purging old request ids", [&](sql::Connection& connection) {
+    // Autocommit, so each batch holds its row locks only briefly. The order
+    // ends with the primary key, so a statement-based replica deletes the
+    // same rows.
+    sql::PreparedStatement& remove = PrepareCached(connection,
+        "DELETE FROM create_requests WHERE create_time < ?"
+        " ORDER BY create_time, organization_id, module, request_id LIMIT ?");
+    remove.setString(1, cutoff);
+    remove.setInt(2, max_rows);
+    deleted = remove.executeUpdate();
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return deleted;
 }
 
 }  // namespace crm::data

@@ -11,6 +11,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/mysql_pool.h"
 #include "common/page_token.h"
@@ -81,6 +82,11 @@ class RecordStore {
   // opportunity in one transaction; see ConvertLead in crm_service.proto.
   absl::Status ConvertLead(uint64_t organization_id, const crm::data::v1::ConvertLeadRequest& request,
                            crm::data::v1::ConvertLeadResponse* response);
+
+  // Deletes up to `max_rows` request ids of creates made more than
+  // `retention` ago, oldest first, and returns how many it deleted. A create
+  // that reuses a deleted request id makes a new record.
+  absl::StatusOr<int> PurgeCreateRequests(absl::Duration retention, int max_rows);
 
  private:
   // The current time, cut to the microseconds that DATETIME(6) keeps.

@@ -588,6 +588,38 @@ TEST_F(CrmApiTest, ConcurrentRetriesCreateOneRecord) {
   EXPECT_EQ(1u, LeadIds("").size());
 }
 
+TEST(CreateRequestRetention, PurgedRequestIdCreatesAgain) {
+  StackOptions options;
+  options.adjust_crm_options = [](crm::data::CrmServerOptions& crm) {
+    crm.create_request_retention = absl::Milliseconds(500);
+    crm.create_request_purge_interval = absl::ZeroDuration();  // The test purges.
+  };
+  absl::StatusOr<std::unique_ptr<TestStack>> stack = TestStack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  std::string token = (*stack)->NewApp((*stack)->NewOrganization(), AllScopes()).access_token();
+  crm::data::v1::CreateLeadRequest create;
+  create.mutable_lead()->set_last_name("Lovelace");
+  create.set_request_id("c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f");
+  crm::data::v1::CreateLeadResponse first;
+  ASSERT_TRUE((*stack)->crm().CreateLead(WithBearer(token).get(), create, &first).ok());
+
+  // Within the retention the id is kept, and a purge leaves it.
+  absl::StatusOr<int> purged = (*stack)->crm_server().PurgeCreateRequests();
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 0);
+  crm::data::v1::CreateLeadResponse retry;
+  ASSERT_TRUE((*stack)->crm().CreateLead(WithBearer(token).get(), create, &retry).ok());
+  EXPECT_EQ(retry.lead().id(), first.lead().id());
+
+  absl::SleepFor(absl::Milliseconds(600));
+  purged = (*stack)->crm_server().PurgeCreateRequests();
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 1);
+  crm::data::v1::CreateLeadResponse late;
+  ASSERT_TRUE((*stack)->crm().CreateLead(WithBearer(token).get(), create, &late).ok());
+  EXPECT_NE(late.lead().id(), first.lead().id());
+}
+
 TEST_F(CrmApiTest, ReferencesMustNameSameOrganization) {
   Account own = NewAccount("Own");
   Account foreign = NewAccount("Foreign", other_token_);
