@@ -7,7 +7,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/ip_allowlist.h"
 #include "common/logging.h"
 
 namespace crm::data {
@@ -96,7 +95,7 @@ grpc::Status ApiCallRecorder::Send(const std::vector<RecordedApiCall>& calls, ab
     record->set_code(call.code);
     *record->mutable_call_time() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(call.call_time));
     *record->mutable_latency() = TimeUtil::MicrosecondsToDuration(absl::ToInt64Microseconds(call.latency));
-    record->set_peer_address(PeerIpAddress(call.grpc_peer));
+    record->set_peer_address(call.peer_address);
   }
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(deadline));

@@ -50,8 +50,8 @@ struct RecordedApiCall {
   // When the call arrived.
   absl::Time call_time;
   absl::Duration latency;
-  // ServerContext::peer(), such as "ipv4:127.0.0.1:5000".
-  std::string grpc_peer;
+  // The client's IP address without port, such as "127.0.0.1".
+  std::string peer_address;
 };
 
 class ApiCallRecorder {

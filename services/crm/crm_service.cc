@@ -99,6 +99,9 @@ struct CrmServiceImpl::Call {
   absl::Time start;
   absl::Time deadline;
   Claims claims;
+  // The client's IP address for last_used_peer and the API call log, set
+  // with `claims`.
+  std::string client_address;
   // Null when the API call log is off.
   ApiCallRecorder* call_log = nullptr;
 
@@ -108,9 +111,9 @@ struct CrmServiceImpl::Call {
     double latency_ms = absl::ToDoubleMilliseconds(latency);
     std::string peer = context->peer();
     if (status.ok() || claims.organization_id != 0) {
-      spdlog::info("rpc method={} code={} latency_ms={:.3f} organization_id={} app_id={} peer={}", spec->path,
-                   StatusCodeName(grpc_status.error_code()), latency_ms, claims.organization_id, claims.app_id,
-                   peer);
+      spdlog::info("rpc method={} code={} latency_ms={:.3f} organization_id={} app_id={} peer={} client={}",
+                   spec->path, StatusCodeName(grpc_status.error_code()), latency_ms, claims.organization_id,
+                   claims.app_id, peer, client_address);
     } else {
       spdlog::info("rpc method={} code={} latency_ms={:.3f} peer={} error=\"{}\"", spec->path,
                    StatusCodeName(grpc_status.error_code()), latency_ms, peer, status.message());
@@ -124,7 +127,7 @@ struct CrmServiceImpl::Call {
                                        .code = static_cast<int>(grpc_status.error_code()),
                                        .call_time = start,
                                        .latency = latency,
-                                       .grpc_peer = std::move(peer)});
+                                       .peer_address = client_address});
     }
     reactor->Finish(grpc_status);
   }
@@ -331,17 +334,19 @@ void CrmServiceImpl::Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims
     return;
   }
   call->claims = *claims;
+  absl::StatusOr<IpAddress> client = CallClientAddress(*call);
+  // Behind a trusted proxy this is the address from its header. A header
+  // that does not parse leaves the proxy's own address on record.
+  call->client_address = client.ok() ? client->ToString() : PeerIpAddress(call->context->peer());
   // Before GetTokenInfo and the scope check, so a call from outside the
   // allowlist learns nothing about the app but this rejection.
   if (claims->ip_allowlist != nullptr && !claims->ip_allowlist->empty()) {
-    if (absl::Status allowed = CheckClientAddress(*call, *claims->ip_allowlist); !allowed.ok()) {
+    if (absl::Status allowed = CheckClientAddress(*call, client, *claims->ip_allowlist); !allowed.ok()) {
       call->Finish(allowed);
       return;
     }
   }
-  // TODO: record the client address that the allowlist check resolved; behind
-  // a proxy the direct peer recorded here is the proxy.
-  if (usage_ != nullptr) usage_->Record(claims->token_id, call->context->peer());
+  if (usage_ != nullptr) usage_->Record(claims->token_id, call->client_address);
   ScopeMask missing = call->spec->required_scopes & ~claims->scopes;
   if (missing != 0) {
     call->Finish(WithErrorInfo(
@@ -402,14 +407,18 @@ void CrmServiceImpl::Run(std::shared_ptr<Call> call) {
   }
 }
 
-absl::Status CrmServiceImpl::CheckClientAddress(const Call& call, const IpAllowlist& allowlist) const {
+absl::StatusOr<IpAddress> CrmServiceImpl::CallClientAddress(const Call& call) const {
   std::vector<absl::string_view> header_values;
   if (!client_address_.header.empty()) {
     auto [begin, end] = call.context->client_metadata().equal_range(client_address_.header);
     for (auto it = begin; it != end; ++it) header_values.emplace_back(it->second.data(), it->second.size());
   }
+  return ClientAddress(client_address_, call.context->peer(), header_values);
+}
+
+absl::Status CrmServiceImpl::CheckClientAddress(const Call& call, const absl::StatusOr<IpAddress>& client,
+                                                const IpAllowlist& allowlist) const {
   std::string peer = call.context->peer();
-  absl::StatusOr<IpAddress> client = ClientAddress(client_address_, peer, header_values);
   if (!client.ok()) {
     // Fails closed: an app with an allowlist is never used from an address
     // the server cannot determine.

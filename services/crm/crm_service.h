@@ -115,9 +115,13 @@ class CrmServiceImpl final : public crm::data::v1::CrmService::Service {
   void Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims> claims);
   // Returns the GetTokenInfo response, or hands the call to the worker pool.
   void Run(std::shared_ptr<Call> call);
-  // OK when the app's IP allowlist includes the call's client address;
-  // PERMISSION_DENIED with reason IP_NOT_ALLOWED otherwise.
-  absl::Status CheckClientAddress(const Call& call, const IpAllowlist& allowlist) const;
+  // Finds the call's client address under the server's ClientAddressPolicy.
+  absl::StatusOr<IpAddress> CallClientAddress(const Call& call) const;
+  // Returns OK when the app's IP allowlist includes `client`, the call's
+  // client address. Otherwise, and when the address could not be
+  // determined, returns PERMISSION_DENIED with reason IP_NOT_ALLOWED.
+  absl::Status CheckClientAddress(const Call& call, const absl::StatusOr<IpAddress>& client,
+                                  const IpAllowlist& allowlist) const;
   absl::Status Execute(Call& call);
 
   RecordStore* const store_;

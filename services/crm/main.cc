@@ -69,7 +69,8 @@ ABSL_FLAG(int, metrics_port, -1,
           "TCP port of the Prometheus endpoint GET /metrics; -1 serves no metrics, 0 picks a free port");
 ABSL_FLAG(std::string, client_ip_header, "",
           "Metadata header with the client address in X-Forwarded-For form, such as x-forwarded-for; read only "
-          "from peers in --trusted_proxy_cidrs, for IP allowlists. Empty uses the connecting address");
+          "from peers in --trusted_proxy_cidrs, for IP allowlists, last_used_peer and the API call log. Empty "
+          "uses the connecting address");
 ABSL_FLAG(std::string, trusted_proxy_cidrs, "",
           "Comma-separated CIDR ranges of the proxies whose --client_ip_header is believed, such as "
           "10.0.0.0/8,fd00::/8; required with --client_ip_header");

@@ -7,7 +7,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "common/ip_allowlist.h"
 #include "common/logging.h"
 
 namespace crm::data {
@@ -28,7 +27,7 @@ TokenUsageRecorder::~TokenUsageRecorder() {
 
 void TokenUsageRecorder::Start() { flusher_.Start(); }
 
-void TokenUsageRecorder::Record(uint64_t token_id, absl::string_view grpc_peer) {
+void TokenUsageRecorder::Record(uint64_t token_id, absl::string_view peer_address) {
   if (token_id == 0) return;
   int64_t minute = absl::ToUnixSeconds(clock_()) / 60 * 60;
   absl::MutexLock lock(&mu_);
@@ -41,8 +40,8 @@ void TokenUsageRecorder::Record(uint64_t token_id, absl::string_view grpc_peer) 
     it = pending_.emplace(token_id, Use{}).first;
   }
   it->second.minute = std::max(it->second.minute, minute);
-  // Copies only when the connection changed, which is rare.
-  if (it->second.grpc_peer != grpc_peer) it->second.grpc_peer.assign(grpc_peer.data(), grpc_peer.size());
+  // Copies only when the client moved, which is rare.
+  if (it->second.peer_address != peer_address) it->second.peer_address.assign(peer_address.data(), peer_address.size());
 }
 
 absl::Status TokenUsageRecorder::Flush(absl::Duration timeout) {
@@ -59,7 +58,7 @@ absl::Status TokenUsageRecorder::Flush(absl::Duration timeout) {
     crm::auth::v1::TokenUsage* usage = request.add_usages();
     usage->set_token_id(absl::StrCat(token_id));
     *usage->mutable_last_used_time() = google::protobuf::util::TimeUtil::SecondsToTimestamp(use.minute);
-    usage->set_peer_address(PeerIpAddress(use.grpc_peer));
+    usage->set_peer_address(use.peer_address);
   }
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));

@@ -48,9 +48,9 @@ class TokenUsageRecorder {
 
   void Start();
 
-  // Notes that `token_id` was accepted now from `grpc_peer`
-  // (ServerContext::peer()). Ignores token id 0.
-  void Record(uint64_t token_id, absl::string_view grpc_peer);
+  // Notes that `token_id` was accepted now from the client at
+  // `peer_address`, an IP address without port. Ignores token id 0.
+  void Record(uint64_t token_id, absl::string_view peer_address);
 
   // Sends the pending uses now; on failure keeps them for the next report.
   absl::Status Flush(absl::Duration timeout = absl::Seconds(10));
@@ -60,7 +60,7 @@ class TokenUsageRecorder {
  private:
   struct Use {
     int64_t minute = 0;  // Unix seconds of the minute's start.
-    std::string grpc_peer;
+    std::string peer_address;
   };
 
   // The flush thread's task: reports, and logs failures and new drops.

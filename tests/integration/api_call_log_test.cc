@@ -565,7 +565,7 @@ TEST(ApiCallRecorderTest, FullBufferDropsAndCounts) {
                      .code = 0,
                      .call_time = absl::Now(),
                      .latency = absl::Microseconds(10),
-                     .grpc_peer = "ipv4:127.0.0.1:1234"});
+                     .peer_address = "127.0.0.1"});
   }
   EXPECT_EQ(static_cast<int64_t>(kExtra), recorder.dropped());
   EXPECT_EQ(crm::data::ApiCallRecorder::kMaxBufferedCalls, recorder.buffered());

@@ -380,6 +380,39 @@ TEST_F(IpAllowlistTest, ProxyHeaderHonouredFromTrustedPeer) {
   EXPECT_EQ(ReadDetails(garbage).reason, "IP_NOT_ALLOWED");
 }
 
+TEST_F(IpAllowlistTest, ProxyClientShownAsLastUsedPeer) {
+  StartBehindProxy({"127.0.0.0/8"});
+  crm::auth::v1::CreatePrivateAppResponse app = NewApp({});
+  grpc::Status forwarded = ListLeads(app.access_token(), 0, {{"x-forwarded-for", "203.0.113.7"}});
+  ASSERT_TRUE(forwarded.ok()) << forwarded.error_message();
+  ASSERT_TRUE(stack_->crm_server().FlushTokenUsage().ok());
+  EXPECT_EQ(GetApp(app.private_app().id()).last_used_peer(), "203.0.113.7");
+
+  // A header that does not parse leaves the proxy's own address on record.
+  grpc::Status garbage = ListLeads(app.access_token(), 0, {{"x-forwarded-for", "not-an-address"}});
+  ASSERT_TRUE(garbage.ok()) << garbage.error_message();
+  ASSERT_TRUE(stack_->crm_server().FlushTokenUsage().ok());
+  EXPECT_EQ(GetApp(app.private_app().id()).last_used_peer(), "127.0.0.1");
+
+  // The API call log records the same addresses, also for a call that the
+  // allowlist rejects.
+  crm::auth::v1::CreatePrivateAppResponse listed_app = NewApp({"10.0.0.0/8"});
+  ExpectIpNotAllowed(ListLeads(listed_app.access_token(), 0, {{"x-forwarded-for", "198.51.100.4"}}),
+                     "198.51.100.4");
+  ASSERT_TRUE(stack_->crm_server().FlushApiCalls().ok());
+  std::vector<std::string> peers;
+  for (const std::string& app_id : {app.private_app().id(), listed_app.private_app().id()}) {
+    crm::auth::v1::ListApiCallsRequest request;
+    request.set_app_id(app_id);
+    crm::auth::v1::ListApiCallsResponse response;
+    grpc::Status status = stack_->apps().ListApiCalls(WithBearer(admin_key_).get(), request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    for (const crm::auth::v1::ApiCall& call : response.api_calls()) peers.push_back(call.peer_address());
+  }
+  // Newest first within each app.
+  EXPECT_EQ(peers, (std::vector<std::string>{"127.0.0.1", "203.0.113.7", "198.51.100.4"}));
+}
+
 TEST_F(IpAllowlistTest, ProxyHeaderIgnoredFromUntrustedPeer) {
   StartBehindProxy({"192.0.2.0/24"});
   crm::auth::v1::CreatePrivateAppResponse app = NewApp({"10.0.0.0/8"});

@@ -393,7 +393,7 @@ TEST(ApiCallRecorderConcurrency, FailedFlushesLoseNoCall) {
                          .code = 0,
                          .call_time = absl::Now(),
                          .latency = absl::Microseconds(i),
-                         .grpc_peer = "ipv4:127.0.0.1:1234"});
+                         .peer_address = "127.0.0.1"});
       }
     });
   }
