@@ -1,7 +1,7 @@
 // A background thread that runs one task every interval, early when woken,
 // and never again once stopped. The CRM server's reports to the auth
-// service (token uses, the API call log) and the auth server's API call
-// purge run on it.
+// service (token uses, the API call log), its purge of old request ids and
+// the auth server's API call purge run on it.
 //
 // The task runs on the thread only, so runs never overlap, but a caller
 // that also runs the same work directly (a Flush() called by a test)

@@ -15,6 +15,9 @@ namespace {
 
 // Request ids per purge statement, so each DELETE holds its locks briefly.
 constexpr int kCreateRequestPurgeBatchRows = 1000;
+// Statements per purge, so that a large backlog (the first purge after an
+// upgrade) is spread over several runs and cannot hold up a shutdown long.
+constexpr int kCreateRequestPurgeMaxBatches = 20;
 
 }  // namespace
 
@@ -187,7 +190,7 @@ void CrmServer::AddMetrics(const CrmServerOptions& options, MysqlPool* pool) {
 absl::StatusOr<int> CrmServer::PurgeCreateRequests() {
   absl::MutexLock lock(&create_request_purge_mu_);
   int total = 0;
-  while (true) {
+  for (int batch = 0; batch < kCreateRequestPurgeMaxBatches; ++batch) {
     absl::StatusOr<int> deleted =
         store_->PurgeCreateRequests(create_request_retention_, kCreateRequestPurgeBatchRows);
     if (!deleted.ok()) return deleted.status();
@@ -205,18 +208,22 @@ CrmServer::~CrmServer() { Shutdown(absl::ZeroDuration()); }
 void CrmServer::Shutdown(absl::Duration grace) {
   if (shut_down_) return;
   shut_down_ = true;
-  create_request_purge_.reset();
   // The metrics read the workers and the watcher, which go below.
   metrics_http_.reset();
   health_monitor_.reset();  // So that it cannot report SERVING again.
-  server_->GetHealthCheckService()->SetServingStatus(false);
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  // Null when Start() failed to listen.
+  if (server_ != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  }
   // Joining the workers after the server is down lets queued calls finish.
   workers_.reset();
   // Sends the last uses and calls while the auth service may still be up.
   usage_.reset();
   call_log_.reset();
   watcher_.reset();
+  // Last, because a purge that is running finishes its batch first.
+  create_request_purge_.reset();
 }
 
 grpc::Status CrmStatusServiceImpl::GetServerStatus(grpc::ServerContext* context,

@@ -89,7 +89,7 @@ struct CrmServerOptions {
   // Cap on one AcquireQuota request to the auth server.
   absl::Duration quota_request_timeout = absl::Seconds(2);
   // How long a create's request_id is kept, so that a retry within this
-  // time returns the first record; must be positive.
+  // time returns the first record. Must be positive.
   absl::Duration create_request_retention = absl::Hours(24);
   // Time between purges of older request ids; zero or less purges only on
   // PurgeCreateRequests().
@@ -140,8 +140,8 @@ class CrmServer {
   // they have already been sent.
   absl::Status FlushApiCalls() { return call_log_ == nullptr ? absl::OkStatus() : call_log_->Flush(); }
 
-  // Deletes the request ids older than create_request_retention now, in
-  // batches, and returns how many it deleted.
+  // Deletes request ids older than create_request_retention now, in
+  // batches of 1,000 and at most 20,000, and returns how many it deleted.
   absl::StatusOr<int> PurgeCreateRequests();
 
  private:

@@ -591,7 +591,7 @@ TEST_F(CrmApiTest, ConcurrentRetriesCreateOneRecord) {
 TEST(CreateRequestRetention, PurgedRequestIdCreatesAgain) {
   StackOptions options;
   options.adjust_crm_options = [](crm::data::CrmServerOptions& crm) {
-    crm.create_request_retention = absl::Milliseconds(500);
+    crm.create_request_retention = absl::Seconds(2);
     crm.create_request_purge_interval = absl::ZeroDuration();  // The test purges.
   };
   absl::StatusOr<std::unique_ptr<TestStack>> stack = TestStack::Start(options);
@@ -611,7 +611,7 @@ TEST(CreateRequestRetention, PurgedRequestIdCreatesAgain) {
   ASSERT_TRUE((*stack)->crm().CreateLead(WithBearer(token).get(), create, &retry).ok());
   EXPECT_EQ(retry.lead().id(), first.lead().id());
 
-  absl::SleepFor(absl::Milliseconds(600));
+  absl::SleepFor(absl::Milliseconds(2100));
   purged = (*stack)->crm_server().PurgeCreateRequests();
   ASSERT_TRUE(purged.ok()) << purged.status();
   EXPECT_EQ(*purged, 1);
