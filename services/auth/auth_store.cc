@@ -1033,8 +1033,10 @@ absl::StatusOr<v1::UpdatePrivateAppResponse> AuthStore::UpdatePrivateApp(const A
         bool expiry_changed = set_expire_time && row->token_expire_micros != expire_micros;
         // An expired token stays expired, because a later or removed expiry
         // would bring back a credential that callers and the audit log treat
-        // as ended.
-        if (expiry_changed && row->token_expire_micros.has_value() && *row->token_expire_micros <= now_micros) {
+        // as ended. The clock is read after the row lock, so a token that
+        // expired while this edit waited counts as expired.
+        if (expiry_changed && row->token_expire_micros.has_value() &&
+            *row->token_expire_micros <= absl::ToUnixMicros(clock_())) {
           using google::protobuf::util::TimeUtil;
           return absl::FailedPreconditionError(
               absl::StrCat("the access token of private app ", *app_id, " expired at ",

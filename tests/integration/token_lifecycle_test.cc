@@ -268,15 +268,21 @@ TEST_F(TokenLifecycleTest, TokenExpiryShownAndEnforced) {
   WarmCaches(app.access_token());
   crm::auth::v1::UpdatePrivateAppRequest update;
   update.mutable_private_app()->set_id(app.private_app().id());
-  *update.mutable_private_app()->mutable_token_expire_time() = ToTimestamp(MicrosFromNow(absl::Hours(1)));
+  absl::Time cleared = MicrosFromNow(absl::Seconds(3));
+  *update.mutable_private_app()->mutable_token_expire_time() = ToTimestamp(cleared);
   update.mutable_update_mask()->add_paths("token_expire_time");
   crm::auth::v1::UpdatePrivateAppResponse updated;
   ASSERT_TRUE(stack_->apps().UpdatePrivateApp(WithBearer(admin_key_).get(), update, &updated).ok());
+  stack_->AwaitApplied(updated.invalidation_sequence());
+  WarmCaches(app.access_token());
   update.mutable_private_app()->clear_token_expire_time();
   ASSERT_TRUE(stack_->apps().UpdatePrivateApp(WithBearer(admin_key_).get(), update, &updated).ok());
   EXPECT_FALSE(updated.private_app().has_token_expire_time());
+  stack_->AwaitApplied(updated.invalidation_sequence());
+  absl::SleepFor(cleared - absl::Now() + absl::Milliseconds(50));
+  ExpectOnBothServers(app.access_token(), grpc::StatusCode::OK, "token past its cleared expiry");
 
-  absl::Time soon = MicrosFromNow(absl::Seconds(1));
+  absl::Time soon = MicrosFromNow(absl::Seconds(2));
   *update.mutable_private_app()->mutable_token_expire_time() = ToTimestamp(soon);
   ASSERT_TRUE(stack_->apps().UpdatePrivateApp(WithBearer(admin_key_).get(), update, &updated).ok());
   ASSERT_GT(updated.invalidation_sequence(), 0);
