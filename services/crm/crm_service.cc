@@ -98,6 +98,9 @@ struct CrmServiceImpl::Call {
   grpc::ByteBuffer* response_bytes;
   absl::Time start;
   absl::Time deadline;
+  // The client address under the server's ClientAddressPolicy, found once
+  // for the failed-check limiter, the IP allowlist and the records.
+  absl::StatusOr<IpAddress> client = absl::UnknownError("client address not resolved");
   Claims claims;
   // The client's IP address for last_used_peer and the API call log, set
   // with `claims`.
@@ -258,6 +261,7 @@ grpc::ServerUnaryReactor* CrmServiceImpl::Handle(const MethodSpec& spec, grpc::C
   // A call without a deadline, or with a longer one, gets max_call_duration_,
   // so a stuck database cannot hold it and its worker forever.
   call->deadline = std::min(absl::FromChrono(context->deadline()), call->start + max_call_duration_);
+  call->client = CallClientAddress(*call);
 
   std::string token;
   auto header = context->client_metadata().find("authorization");
@@ -292,7 +296,9 @@ grpc::ServerUnaryReactor* CrmServiceImpl::Handle(const MethodSpec& spec, grpc::C
 }
 
 void CrmServiceImpl::CheckToken(const std::shared_ptr<Call>& call, std::string token) {
-  std::string peer = PeerAddress(call->context->peer());
+  // Behind a trusted proxy each client gets its own failure count, so one
+  // guesser does not lock out every client of that proxy.
+  std::string peer = call->client.ok() ? call->client->ToString() : PeerAddress(call->context->peer());
   spdlog::trace("checking token {} for {} from {}", TokenHint(token), call->spec->path, peer);
 
   // The checksum algorithm is public (common/token.h), so a faster rejection
@@ -334,10 +340,15 @@ void CrmServiceImpl::Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims
     return;
   }
   call->claims = *claims;
-  absl::StatusOr<IpAddress> client = CallClientAddress(*call);
+  const absl::StatusOr<IpAddress>& client = call->client;
   // Behind a trusted proxy this is the address from its header. A header
-  // that does not parse leaves the proxy's own address on record.
-  call->client_address = client.ok() ? client->ToString() : PeerIpAddress(call->context->peer());
+  // that does not parse leaves the proxy's own address on record, and a
+  // unix socket peer leaves it empty.
+  if (client.ok()) {
+    call->client_address = client->ToString();
+  } else if (absl::StatusOr<IpAddress> peer = ParseGrpcPeerAddress(call->context->peer()); peer.ok()) {
+    call->client_address = peer->ToString();
+  }
   // Before GetTokenInfo and the scope check, so a call from outside the
   // allowlist learns nothing about the app but this rejection.
   if (claims->ip_allowlist != nullptr && !claims->ip_allowlist->empty()) {

@@ -50,10 +50,12 @@ std::string UnknownTokenWithPrefixOf(const std::string& like) {
 // bucket refills while a test runs.
 constexpr double kNoRefillPerSecond = 0.001;
 
-grpc::Status ListLeads(TestStack& stack, const std::string& token) {
+grpc::Status ListLeads(TestStack& stack, const std::string& token, const std::string& forwarded_for = "") {
+  std::unique_ptr<grpc::ClientContext> context = WithBearer(token);
+  if (!forwarded_for.empty()) context->AddMetadata("x-forwarded-for", forwarded_for);
   crm::data::v1::ListLeadsRequest request;
   crm::data::v1::ListLeadsResponse response;
-  return stack.crm().ListLeads(WithBearer(token).get(), request, &response);
+  return stack.crm().ListLeads(context.get(), request, &response);
 }
 
 TEST(BruteForce, FailuresLookIdentical) {
@@ -162,6 +164,33 @@ TEST(BruteForce, PeerLimitStopsLookupsButNotCachedTokens) {
 
   // A token already in the cache passes.
   EXPECT_TRUE(ListLeads(**stack, cached).ok());
+}
+
+TEST(BruteForce, PeerLimitKeyedByClientBehindProxy) {
+  StackOptions options;
+  options.credential_limiter.peer_burst = 5;
+  options.credential_limiter.peer_refill_per_second = kNoRefillPerSecond;
+  options.adjust_crm_options = [](crm::data::CrmServerOptions& crm) {
+    crm.client_ip_header = "x-forwarded-for";
+    crm.trusted_proxy_cidrs = {"127.0.0.0/8"};
+  };
+  absl::StatusOr<std::unique_ptr<TestStack>> stack = TestStack::Start(options);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  std::string uncached = (*stack)->NewApp((*stack)->NewOrganization(), AllScopes()).access_token();
+
+  int64_t remote_before = (*stack)->crm_server().remote_token_checks();
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(ListLeads(**stack, UnknownToken(), "203.0.113.1").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  EXPECT_EQ((*stack)->crm_server().remote_token_checks() - remote_before, 5);
+  int64_t rejected_before = (*stack)->crm_server().refused_token_checks();
+  EXPECT_EQ(ListLeads(**stack, UnknownToken(), "203.0.113.1").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ((*stack)->crm_server().refused_token_checks() - rejected_before, 1);
+
+  // Another client of the same proxy keeps its own count.
+  grpc::Status other_client = ListLeads(**stack, uncached, "203.0.113.2");
+  EXPECT_TRUE(other_client.ok()) << other_client.error_message();
+  EXPECT_EQ((*stack)->crm_server().refused_token_checks() - rejected_before, 1);
 }
 
 TEST(BruteForce, PrefixLimitStopsGuessesOfOneToken) {
