@@ -229,6 +229,43 @@ TEST_F(ErrorDetailsTest, InvalidAppCreateListsFieldViolation) {
   EXPECT_EQ(scopes.bad_request.field_violations(0).field(), "private_app.scopes[0].action");
 }
 
+TEST_F(ErrorDetailsTest, TimeAndPagingErrorsNameTheField) {
+  crm::auth::v1::PrivateApp app;
+  app.set_display_name("Expired at birth");
+  *app.add_scopes() = MakeScope(MODULE_LEAD, ACTION_READ);
+  app.mutable_token_expire_time()->set_seconds(1'577'836'800);  // 2020-01-01
+  crm::auth::v1::ListAuditEventsRequest negative_page;
+  negative_page.set_page_size(-1);
+  crm::auth::v1::ListAuditEventsRequest reversed_range;
+  reversed_range.mutable_start_time()->set_seconds(2'000'000'000);
+  reversed_range.mutable_end_time()->set_seconds(1'000'000'000);
+  crm::auth::v1::RotateAccessTokenRequest long_overlap;
+  long_overlap.set_id(stack_->NewApp(admin_key_, AllScopes()).private_app().id());
+  long_overlap.mutable_previous_token_overlap()->set_seconds(8 * 24 * 3600);
+
+  crm::auth::v1::ListAuditEventsResponse events;
+  crm::auth::v1::RotateAccessTokenResponse rotated;
+  struct Case {
+    grpc::Status status;
+    std::string field;
+  } cases[] = {
+      {CreateApp(app, admin_key_), "private_app.token_expire_time"},
+      {stack_->apps().ListAuditEvents(WithBearer(admin_key_).get(), negative_page, &events), "page_size"},
+      {stack_->apps().ListAuditEvents(WithBearer(admin_key_).get(), reversed_range, &events), "start_time"},
+      {stack_->apps().RotateAccessToken(WithBearer(admin_key_).get(), long_overlap, &rotated),
+       "previous_token_overlap"},
+  };
+  for (const Case& test_case : cases) {
+    SCOPED_TRACE(test_case.field);
+    ASSERT_EQ(test_case.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << test_case.status.error_message();
+    Details details = ReadDetails(test_case.status);
+    EXPECT_EQ(details.info.reason(), "VALIDATION_FAILED");
+    ASSERT_TRUE(details.has_bad_request);
+    ASSERT_EQ(details.bad_request.field_violations_size(), 1);
+    EXPECT_EQ(details.bad_request.field_violations(0).field(), test_case.field);
+  }
+}
+
 TEST_F(ErrorDetailsTest, InvalidLogoIsLogoInvalid) {
   crm::auth::v1::PrivateApp app;
   app.set_display_name("Logo");
