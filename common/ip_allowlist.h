@@ -81,9 +81,9 @@ class IpAllowlist {
 };
 
 // Returns the IP address text of a gRPC peer string without scheme, brackets
-// and port, a zone kept ("fe80::1%eth0"); empty for other peers, such as
-// "unix:/path". Decodes the percent-encoding that gRPC 1.51 applies to IPv6
-// peers ("ipv6:%5B::1%5D:5678").
+// and port, keeping a zone ("fe80::1%eth0"). Returns "" for other peers,
+// such as "unix:/path". Decodes the percent-encoding that gRPC 1.51 applies
+// to IPv6 peers ("ipv6:%5B::1%5D:5678").
 std::string PeerIpAddress(absl::string_view grpc_peer);
 
 // Returns the IP address of a gRPC peer string: "ipv4:192.0.2.1:5678",
@@ -108,7 +108,7 @@ absl::StatusOr<IpAddress> ParseGrpcPeerAddress(absl::string_view grpc_peer);
 // "ipv4:port", with spaces around them. Elements left of the client are
 // never read. An element that is not an address, met before the client is
 // found, makes the result INVALID_ARGUMENT rather than a guess, because it
-// stands where the client or a trusted proxy should be.
+// is where the client or a trusted proxy should be.
 absl::StatusOr<IpAddress> ResolveClientAddress(const IpAddress& direct_peer,
                                                const std::vector<absl::string_view>& forwarded_for,
                                                const IpAllowlist& trusted_proxies);

@@ -102,8 +102,9 @@ struct CrmServiceImpl::Call {
   // for the failed-check limiter, the IP allowlist and the records.
   absl::StatusOr<IpAddress> client = absl::UnknownError("client address not resolved");
   Claims claims;
-  // The client's IP address for last_used_peer and the API call log, set
-  // with `claims`.
+  // The text of `client` for the limiter and the records. Behind a trusted
+  // proxy whose header does not parse, it is the proxy's address, and it
+  // is empty for a unix socket peer.
   std::string client_address;
   // Null when the API call log is off.
   ApiCallRecorder* call_log = nullptr;
@@ -262,6 +263,11 @@ grpc::ServerUnaryReactor* CrmServiceImpl::Handle(const MethodSpec& spec, grpc::C
   // so a stuck database cannot hold it and its worker forever.
   call->deadline = std::min(absl::FromChrono(context->deadline()), call->start + max_call_duration_);
   call->client = CallClientAddress(*call);
+  if (call->client.ok()) {
+    call->client_address = call->client->ToString();
+  } else if (absl::StatusOr<IpAddress> peer = ParseGrpcPeerAddress(context->peer()); peer.ok()) {
+    call->client_address = peer->ToString();
+  }
 
   std::string token;
   auto header = context->client_metadata().find("authorization");
@@ -298,7 +304,7 @@ grpc::ServerUnaryReactor* CrmServiceImpl::Handle(const MethodSpec& spec, grpc::C
 void CrmServiceImpl::CheckToken(const std::shared_ptr<Call>& call, std::string token) {
   // Behind a trusted proxy each client gets its own failure count, so one
   // guesser does not lock out every client of that proxy.
-  std::string peer = call->client.ok() ? call->client->ToString() : PeerAddress(call->context->peer());
+  std::string peer = call->client_address.empty() ? PeerAddress(call->context->peer()) : call->client_address;
   spdlog::trace("checking token {} for {} from {}", TokenHint(token), call->spec->path, peer);
 
   // The checksum algorithm is public (common/token.h), so a faster rejection
@@ -340,19 +346,10 @@ void CrmServiceImpl::Authorize(std::shared_ptr<Call> call, absl::StatusOr<Claims
     return;
   }
   call->claims = *claims;
-  const absl::StatusOr<IpAddress>& client = call->client;
-  // Behind a trusted proxy this is the address from its header. A header
-  // that does not parse leaves the proxy's own address on record, and a
-  // unix socket peer leaves it empty.
-  if (client.ok()) {
-    call->client_address = client->ToString();
-  } else if (absl::StatusOr<IpAddress> peer = ParseGrpcPeerAddress(call->context->peer()); peer.ok()) {
-    call->client_address = peer->ToString();
-  }
   // Before GetTokenInfo and the scope check, so a call from outside the
   // allowlist learns nothing about the app but this rejection.
   if (claims->ip_allowlist != nullptr && !claims->ip_allowlist->empty()) {
-    if (absl::Status allowed = CheckClientAddress(*call, client, *claims->ip_allowlist); !allowed.ok()) {
+    if (absl::Status allowed = CheckClientAddress(*call, call->client, *claims->ip_allowlist); !allowed.ok()) {
       call->Finish(allowed);
       return;
     }
